@@ -1,0 +1,149 @@
+"""The migration journal: one JSON file per migration on the console machine.
+
+Written as the migration goes (so a console killed mid-migration leaves a record that
+`ferryman recover` can finish), read by `ferryman history` and the console's history.
+Location: $FERRYMAN_STATE_DIR, else $XDG_STATE_HOME/ferryman, else ~/.local/state/ferryman.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.events import (
+    BytesMoved,
+    Event,
+    FreezeEnded,
+    MigrationFailed,
+    MigrationStarted,
+    MigrationSucceeded,
+    PhaseFinished,
+    PhaseStarted,
+    RollbackFinished,
+    event_from_dict,
+)
+
+
+def state_dir() -> Path:
+    if d := os.environ.get("FERRYMAN_STATE_DIR"):
+        return Path(d)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ferryman"
+
+
+def journal_dir() -> Path:
+    return state_dir() / "migrations"
+
+
+@dataclass
+class JournalEntry:
+    migration_id: str
+    container: str
+    source: str
+    target: str
+    strategy: str
+    started: float
+    result: str = "running"  # running | succeeded | failed | rolled back | recovered
+    phase: str = ""  # the phase it is in (or died in)
+    finished: float | None = None
+    cause: str = ""
+    running_on: str = ""
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    freeze: dict[str, float] = field(default_factory=dict)
+    bytes_moved: int = 0
+    logs_dir: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint_name: str = ""
+    target_twin: str = ""
+
+    @property
+    def path(self) -> Path:
+        return journal_dir() / f"{self.migration_id}.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JournalEntry:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def typed_events(self) -> list[Event]:
+        out = []
+        for d in self.events:
+            try:
+                out.append(event_from_dict(d))
+            except (KeyError, TypeError):
+                continue
+        return out
+
+    def record(self, ev: Event) -> None:
+        """Fold one event into the entry; bytes events are kept only when a transfer ends."""
+        if isinstance(ev, BytesMoved) and not ev.done:
+            return
+        self.events.append(ev.to_dict())
+        if isinstance(ev, PhaseStarted):
+            self.phase = ev.phase
+        elif isinstance(ev, PhaseFinished):
+            self.phases.append({"phase": ev.phase, "seconds": round(ev.seconds, 4)})
+        elif isinstance(ev, BytesMoved):
+            self.bytes_moved += ev.total_bytes
+        elif isinstance(ev, FreezeEnded):
+            self.freeze = {
+                "total_s": ev.total_s,
+                "dump_s": ev.dump_s,
+                "transfer_s": ev.transfer_s,
+                "restore_s": ev.restore_s,
+            }
+        elif isinstance(ev, MigrationSucceeded):
+            self.result, self.finished, self.running_on = "succeeded", ev.t, ev.target
+        elif isinstance(ev, MigrationFailed):
+            self.result, self.finished, self.cause = "failed", ev.t, ev.cause
+            self.running_on = ev.running_on or self.running_on
+        elif isinstance(ev, RollbackFinished):
+            self.running_on = ev.running_on
+
+    def save(self) -> None:
+        p = self.path
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        os.replace(tmp, p)
+
+
+def new_entry(start: MigrationStarted) -> JournalEntry:
+    return JournalEntry(
+        migration_id=start.migration_id,
+        container=start.container,
+        source=start.source,
+        target=start.target,
+        strategy=start.strategy,
+        started=start.t,
+        running_on=start.source,
+    )
+
+
+def load_all() -> list[JournalEntry]:
+    out = []
+    d = journal_dir()
+    if not d.is_dir():
+        return []
+    for p in d.glob("*.json"):
+        try:
+            out.append(JournalEntry.from_dict(json.loads(p.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue
+    out.sort(key=lambda e: e.started, reverse=True)
+    return out
+
+
+def unfinished() -> list[JournalEntry]:
+    return [e for e in load_all() if e.result == "running"]
+
+
+def now() -> float:
+    return time.time()

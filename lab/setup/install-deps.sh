@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what ferryman's lab and tests need on a bare Debian 12 machine, as root.
+# Idempotent: a second run only checks.
+#   - Debian packages: docker.io (dockerd, containerd, runc), openssh, iproute2,
+#     iptables, busybox-static (the lab image), gcc (the workload), qemu + kernel
+#     pieces for the soft-dirty guest lab.
+#   - CRIU 4.2.x from Debian sid, unpacked into a private prefix (never installed
+#     over the system's libc) and run through its own loader by a wrapper at
+#     /usr/local/sbin/criu, so runc (and so Docker) finds it.
+set -euo pipefail
+
+PREFIX=${FERRYMAN_CRIU_PREFIX:-/opt/ferryman/criu}
+WRAPPER=/usr/local/sbin/criu
+STAMP=/var/lib/ferryman/deps-v1
+
+[ "$(id -u)" = 0 ] || { echo "install-deps: needs root (it installs Debian packages)" >&2; exit 1; }
+
+log() { printf 'install-deps: %s\n' "$*"; }
+
+if [ ! -f "$STAMP" ]; then
+  log "installing Debian packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends \
+    docker.io containerd runc openssh-server openssh-client iproute2 iptables \
+    busybox-static gcc libc6-dev procps psmisc util-linux kmod ca-certificates \
+    tmux >/dev/null
+  # Debian's own criu (3.17) fails on recent kernels; make sure it is not there.
+  if dpkg -s criu >/dev/null 2>&1; then apt-get remove -y -qq criu >/dev/null; fi
+  systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+  mkdir -p "$(dirname "$STAMP")"; touch "$STAMP"
+fi
+
+criu_ok() { [ -x "$WRAPPER" ] && "$WRAPPER" --version 2>/dev/null | grep -qE 'Version: 4\.([2-9]|[1-9][0-9])'; }
+
+if ! criu_ok; then
+  log "fetching CRIU 4.2 from Debian sid into $PREFIX"
+  work=$(mktemp -d)
+  src=/etc/apt/sources.list.d/ferryman-sid.sources
+  lists=$(mktemp -d)
+  trap 'rm -rf "$work" "$lists" "$src"' EXIT
+  cat > "$src" <<SRC
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  # A private list directory: the system's package lists never see sid.
+  opts=(-o Dir::State::Lists="$lists" -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/dev/null
+        -o APT::Default-Release=sid)
+  sidlist=$(mktemp)
+  cp "$src" "$sidlist.sources"
+  opts=(-o Dir::State::Lists="$lists" -o Dir::Etc::SourceList=/dev/null
+        -o Dir::Etc::SourceParts="$(dirname "$sidlist")/ferryman-sid-parts")
+  mkdir -p "$(dirname "$sidlist")/ferryman-sid-parts"
+  cp "$src" "$(dirname "$sidlist")/ferryman-sid-parts/sid.sources"
+  rm -f "$src"
+  apt-get "${opts[@]}" update -qq
+  pkgs=(criu libcompel1 libc6 libprotobuf-c1 libnl-3-200 libnet9 libgnutls30t64 libnftables1
+        libbsd0 libcap2 libuuid1 libdrm2 libnettle8t64 libhogweed6t64 libunistring5 libidn2-0
+        libtasn1-6 libp11-kit0 libgmp10 libffi8 libjansson4 libmnl0 libnftnl11 libxtables12
+        libedit2 libmd0 libtinfo6 libzstd1 libgcc-s1 python3-pycriu python3-protobuf crit)
+  (cd "$work" && apt-get "${opts[@]}" download "${pkgs[@]}" >/dev/null 2>&1) || \
+  (cd "$work" && apt-get "${opts[@]}" download "${pkgs[@]:0:29}" >/dev/null)
+  rm -rf "$(dirname "$sidlist")/ferryman-sid-parts" "$sidlist" "$sidlist.sources"
+  rm -rf "$PREFIX"; mkdir -p "$PREFIX"
+  for deb in "$work"/*.deb; do dpkg -x "$deb" "$PREFIX"; done
+  L="$PREFIX/usr/lib/x86_64-linux-gnu:$PREFIX/lib/x86_64-linux-gnu"
+  cat > "$WRAPPER" <<WRAP
+#!/bin/sh
+# CRIU from Debian sid, run through its own loader (installed by ferryman's install-deps.sh)
+exec $PREFIX/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path $L $PREFIX/usr/sbin/criu "\$@"
+WRAP
+  chmod 755 "$WRAPPER"
+  criu_ok || { echo "install-deps: the CRIU wrapper does not run: $("$WRAPPER" --version 2>&1 | head -3)" >&2; exit 1; }
+fi
+log "CRIU: $("$WRAPPER" --version | head -1)"
+log "done"
