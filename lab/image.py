@@ -1,0 +1,68 @@
+"""The lab's image, made from a folder (no registry is reachable): busybox + the workload."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from lab.engine import docker
+from lab.layout import IMAGE, STATE_DIR, LabHost
+from lab.shell import LabError, run
+
+BUSYBOX = Path("/bin/busybox")
+APPLETS = [
+    "sh",
+    "ls",
+    "cat",
+    "sleep",
+    "echo",
+    "ps",
+    "touch",
+    "mkdir",
+    "rm",
+    "date",
+    "true",
+    "wc",
+    "head",
+    "tail",
+    "grep",
+    "kill",
+    "env",
+    "id",
+]
+
+
+def workload_binary() -> Path:
+    """Build the static workload once (cached next to the lab's state)."""
+    out = STATE_DIR / "workload"
+    src = resources.files("lab") / "workload" / "workload.c"
+    if out.exists() and out.stat().st_mtime >= Path(str(src)).stat().st_mtime:
+        return out
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    run(["gcc", "-O2", "-static", "-o", str(out), str(src)])
+    return out
+
+
+def has_image(h: LabHost, image: str = IMAGE) -> bool:
+    return run(docker(h, "image", "inspect", image), check=False).returncode == 0
+
+
+def import_image(h: LabHost, image: str = IMAGE) -> None:
+    if has_image(h, image):
+        return
+    if not BUSYBOX.exists():
+        raise LabError("busybox-static is missing: run lab/setup/install-deps.sh")
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        (root / "bin").mkdir()
+        (root / "tmp").mkdir(mode=0o1777)
+        (root / "data").mkdir()
+        shutil.copy(BUSYBOX, root / "bin" / "busybox")
+        for a in APPLETS:
+            (root / "bin" / a).symlink_to("busybox")
+        shutil.copy(workload_binary(), root / "workload")
+        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
+        run(docker(h, "import", "--change", 'CMD ["/workload"]', "-", image), input=tar.stdout)
