@@ -101,6 +101,7 @@ def write_hosts_file(hs: list[LabHost]) -> None:
                 "known_hosts": str(KNOWN_HOSTS),
                 "docker_socket": str(h.docker_socket),
                 "exec_root": str(h.exec_root),
+                "images_dir": str(h.state / "images"),
                 "labels": {"lab": "netns"},
             }
             for h in hs

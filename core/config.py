@@ -1,0 +1,182 @@
+"""The hosts file: load with pyyaml into typed records, validated strictly.
+
+Every error names the file, the line and what was expected; an unknown key is an error.
+Hosts come from `--hosts FILE`, else $FERRYMAN_HOSTS, else ~/.config/ferryman/hosts.yaml.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_FILE_BYTES = 1 << 20  # a hosts file is a few KiB; anything bigger is a mistake
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    address: str  # an address, a DNS name or an ~/.ssh/config alias
+    port: int | None = None  # None: from ~/.ssh/config, else 22
+    user: str | None = None
+    key: str | None = None
+    known_hosts: str | None = None  # None: ~/.ssh/known_hosts
+    docker_socket: str = "/var/run/docker.sock"
+    exec_root: str = "/var/run/docker"  # dockerd --exec-root; runc's state is below it
+    images_dir: str = "/var/lib/ferryman"  # where checkpoint images go on this host
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runc_root(self) -> str:
+        return f"{self.exec_root}/runtime-runc/moby"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    hosts: tuple[HostSpec, ...]
+
+    def get(self, name: str) -> HostSpec:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        known = ", ".join(h.name for h in self.hosts)
+        raise ConfigError(f"no host named {name!r} in {self.path} (hosts: {known})")
+
+
+FIELDS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "address": (str,),
+    "port": (int,),
+    "user": (str,),
+    "key": (str,),
+    "known_hosts": (str,),
+    "docker_socket": (str,),
+    "exec_root": (str,),
+    "images_dir": (str,),
+    "labels": (dict,),
+}
+REQUIRED = ("name", "address")
+
+
+def default_path() -> Path | None:
+    if env := os.environ.get("FERRYMAN_HOSTS"):
+        return Path(env)
+    p = Path.home() / ".config" / "ferryman" / "hosts.yaml"
+    return p if p.exists() else None
+
+
+def _where(path: Path, node: yaml.Node) -> str:
+    return f"{path}:{node.start_mark.line + 1}"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loading, with duplicate keys refused and aliases (YAML bombs) refused."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "anchors and aliases (*name) are not allowed", ev.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _scalar(path: Path, key: str, node: yaml.Node, types: tuple[type, ...]) -> Any:
+    loader = _StrictLoader("")
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, bool) or not isinstance(value, types):
+        want = " or ".join("a mapping" if t is dict else t.__name__ for t in types)
+        raise ConfigError(f"{_where(path, node)}: {key!r} must be {want}, not {value!r}")
+    return value
+
+
+def load(path: str | Path) -> Inventory:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the hosts file: {e.strerror}") from None
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: {size} bytes is too big for a hosts file (limit 1 MiB)")
+    text = path.read_text(errors="replace")
+    try:
+        root = yaml.compose(text, Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
+    if root is None:
+        raise ConfigError(
+            f"{path}: empty; expected `hosts:` with a list of hosts (see hosts.example.yaml)"
+        )
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{_where(path, root)}: expected a mapping with the key `hosts:`")
+    hosts_node = None
+    for k, v in root.value:
+        if k.value != "hosts":
+            raise ConfigError(f"{_where(path, k)}: unknown key {k.value!r} (expected `hosts:`)")
+        hosts_node = v
+    if not isinstance(hosts_node, yaml.SequenceNode) or not hosts_node.value:
+        node = hosts_node or root
+        raise ConfigError(
+            f"{_where(path, node)}: `hosts:` must be a list of hosts, each with name and address"
+        )
+    specs: list[HostSpec] = []
+    seen: dict[str, int] = {}
+    for item in hosts_node.value:
+        if not isinstance(item, yaml.MappingNode):
+            raise ConfigError(
+                f"{_where(path, item)}: each host must be a mapping (name:, address:, ...)"
+            )
+        values: dict[str, Any] = {}
+        for k, v in item.value:
+            key = k.value
+            if key not in FIELDS:
+                close = difflib.get_close_matches(str(key), list(FIELDS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"{_where(path, k)}: unknown key {key!r}{hint}; known keys: {', '.join(FIELDS)}"
+                )
+            if key in values:
+                raise ConfigError(f"{_where(path, k)}: {key!r} given twice")
+            values[key] = _scalar(path, key, v, FIELDS[key])
+            if key == "labels":
+                values[key] = {str(a): str(b) for a, b in values[key].items()}
+        for key in REQUIRED:
+            if key not in values:
+                raise ConfigError(f"{_where(path, item)}: host is missing {key!r}")
+        name = values["name"]
+        if not NAME_RE.match(name):
+            raise ConfigError(
+                f"{_where(path, item)}: host name {name!r} must be letters, digits, '.', '_' or '-'"
+            )
+        if name in seen:
+            raise ConfigError(
+                f"{_where(path, item)}: host name {name!r} used twice (first at line {seen[name]})"
+            )
+        seen[name] = item.start_mark.line + 1
+        port = values.get("port")
+        if port is not None and not 1 <= port <= 65535:
+            raise ConfigError(f"{_where(path, item)}: port {port} is not a TCP port (1-65535)")
+        for pkey in ("docker_socket", "exec_root", "images_dir"):
+            if pkey in values and not values[pkey].startswith("/"):
+                raise ConfigError(
+                    f"{_where(path, item)}: {pkey} must be an absolute path, not {values[pkey]!r}"
+                )
+        for pkey in ("key", "known_hosts"):
+            if pkey in values:
+                values[pkey] = str(Path(values[pkey]).expanduser())
+        specs.append(HostSpec(**values))
+    return Inventory(path=path, hosts=tuple(specs))

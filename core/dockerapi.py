@@ -1,0 +1,106 @@
+"""The Docker SDK, on a socket forwarded over SSH, always off the event loop.
+
+The SDK is blocking (requests over a UNIX socket). Its bytes travel through asyncssh,
+which runs on the event loop: a blocking call there would starve the very forwarding it
+waits on. So every call, the client's construction included, goes through a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+
+from core.ssh import HostConnection
+
+T = TypeVar("T")
+API_TIMEOUT_S = 30
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+class Engine:
+    """A host's Docker engine, reached through its SSH connection."""
+
+    def __init__(self, host: HostConnection) -> None:
+        self.host = host
+        self._client: docker.DockerClient | None = None
+        self._socket = ""
+
+    async def client(self) -> docker.DockerClient:
+        sock = await self.host.docker_socket()
+        if self._client is None or sock != self._socket:
+            self._socket = sock
+            try:
+                self._client = await asyncio.to_thread(
+                    docker.DockerClient, base_url=f"unix://{sock}", timeout=API_TIMEOUT_S
+                )
+            except docker.errors.DockerException as e:
+                raise EngineError(
+                    f"{self.host.name}: the Docker engine at {self.host.spec.docker_socket} does not "
+                    f"answer ({_first_line(e)}); check that dockerd runs and `docker_socket:` in the hosts file"
+                ) from None
+        return self._client
+
+    async def call(self, fn: Callable[[docker.DockerClient], T]) -> T:
+        """Run `fn(client)` in a thread."""
+        c = await self.client()
+        return await asyncio.to_thread(fn, c)
+
+    async def info(self) -> dict[str, Any]:
+        return await self.call(lambda c: c.info())
+
+    async def version(self) -> dict[str, Any]:
+        return await self.call(lambda c: c.version())
+
+    async def inspect(self, container: str) -> dict[str, Any] | None:
+        def get(c: docker.DockerClient) -> dict[str, Any] | None:
+            try:
+                return c.api.inspect_container(container)
+            except docker.errors.NotFound:
+                return None
+
+        return await self.call(get)
+
+    async def has_image(self, image: str) -> bool:
+        def get(c: docker.DockerClient) -> bool:
+            try:
+                c.api.inspect_image(image)
+                return True
+            except docker.errors.ImageNotFound:
+                return False
+
+        return await self.call(get)
+
+    async def create_raw(self, name: str, body: dict[str, Any]) -> str:
+        """POST /containers/create with a body built from another engine's inspect."""
+
+        def create(c: docker.DockerClient) -> str:
+            api = c.api
+            res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
+            return api._result(res, True)["Id"]
+
+        return await self.call(create)
+
+    async def remove(self, container: str, force: bool = True) -> None:
+        def rm(c: docker.DockerClient) -> None:
+            try:
+                c.api.remove_container(container, force=force)
+            except docker.errors.NotFound:
+                pass
+
+        await self.call(rm)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+        self._client = None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

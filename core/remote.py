@@ -1,0 +1,115 @@
+"""The one place where remote commands are built and quoted.
+
+Call sites build argument lists (data); only this module turns them into the shell
+text that SSH carries, with shlex.quote on every word. Nothing user-supplied (names,
+paths, labels) is ever formatted into a command string anywhere else.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+Argv = Sequence[str]
+
+# Lab and admin hosts alike: the CRIU that runc finds must come first.
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def quote(argv: Argv) -> str:
+    for a in argv:
+        if not isinstance(a, str):
+            raise TypeError(f"command words must be str, got {type(a).__name__}: {a!r}")
+        if "\x00" in a:
+            raise ValueError("a command word contains a NUL byte")
+    return shlex.join(argv)
+
+
+def pipe(*argvs: Argv) -> str:
+    """`a | b | c`, failing if any stage fails."""
+    return "set -o pipefail; " + " | ".join(quote(a) for a in argvs)
+
+
+def all_of(*argvs: Argv) -> str:
+    """`a && b && c`."""
+    return " && ".join(quote(a) for a in argvs)
+
+
+def with_path(script: str) -> str:
+    return f"export PATH={PATH}; {script}"
+
+
+def bash(script: str) -> list[str]:
+    """A script run by bash (for pipefail), as one quoted word."""
+    return ["bash", "-c", script]
+
+
+def write_file(path: str, mode: str = "600") -> list[str]:
+    """A command that writes stdin to `path` with `mode` (umask set before creation)."""
+    return bash(
+        f"umask 077 && cat > {shlex.quote(path)} && chmod {shlex.quote(mode)} {shlex.quote(path)}"
+    )
+
+
+# --- the commands ferryman runs on hosts -------------------------------------------------
+
+
+def docker(*args: str, socket: str | None = None) -> list[str]:
+    return ["docker", *(["-H", f"unix://{socket}"] if socket else []), *args]
+
+
+def runc(runc_root: str, *args: str) -> list[str]:
+    return ["runc", "--root", runc_root, *args]
+
+
+def mkdir_private(*paths: str) -> list[str]:
+    return ["mkdir", "-p", "-m", "700", *paths]
+
+
+def remove_tree(*paths: str) -> list[str]:
+    return ["rm", "-rf", "--one-file-system", *paths]
+
+
+def tar_create(directory: str, *members: str) -> list[str]:
+    return [
+        "tar",
+        "-C",
+        directory,
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "-cf",
+        "-",
+        *(members or ["."]),
+    ]
+
+
+def tar_extract(directory: str) -> list[str]:
+    return [
+        "tar",
+        "-C",
+        directory,
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "-xpf",
+        "-",
+    ]
+
+
+def flock(lockfile: str, script: str, timeout_s: int = 60) -> list[str]:
+    """Run `script` holding an exclusive lock on `lockfile` (host-wide mutual exclusion)."""
+    return ["flock", "-w", str(timeout_s), lockfile, "bash", "-c", script]
+
+
+def memory_usage(pids: Sequence[int]) -> list[str]:
+    """Print `PID BYTES` for each process: its memory cgroup's usage (v1 or v2), else its RSS."""
+    script = r"""
+for p in "$@"; do
+  cg=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print "/sys/fs/cgroup/memory" $3; exit} $1 == "0" {v2="/sys/fs/cgroup" $3} END {if (v2 != "") print v2}' /proc/$p/cgroup 2>/dev/null | head -1)
+  if [ -r "$cg/memory.usage_in_bytes" ]; then b=$(cat "$cg/memory.usage_in_bytes")
+  elif [ -r "$cg/memory.current" ]; then b=$(cat "$cg/memory.current")
+  else b=$(( $(awk '/^VmRSS:/ {print $2}' /proc/$p/status 2>/dev/null || echo 0) * 1024 )); fi
+  echo "$p $b"
+done"""
+    return ["bash", "-c", script, "memory_usage", *(str(int(p)) for p in pids)]
