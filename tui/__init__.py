@@ -1,0 +1,1 @@
+"""The ferryman console (Textual). Entry point: `tui.app.FerrymanApp(backend).run()`."""

@@ -1,0 +1,143 @@
+"""The ferryman console: hosts and containers, migrate, watch it live, diagnose, history."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from rich.text import Text
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker
+
+from core.backend import Backend
+from core.models import MigrationRequest
+from tui.errors import describe
+
+
+class FerrymanApp(App[None]):
+    """`FerrymanApp(backend).run()`; `clock` feeds every time shown (fix it for screenshots)."""
+
+    CSS = """
+    Screen { background: $background; }
+    """
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("h", "history", "History", id="app.history"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.commands"),
+    ]
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Callable[[], float] = time.time,
+        title: str = "ferryman",
+        refresh_s: float = 15.0,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.title = title
+        self.errors: list[str] = []  # every worker failure, as reported
+
+    def on_mount(self) -> None:
+        from tui.screens.hosts import HostsScreen
+
+        self.push_screen(HostsScreen())
+
+    async def on_unmount(self) -> None:
+        try:
+            await self.backend.close()
+        except Exception:  # noqa: BLE001 - closing is best effort on the way out
+            pass
+
+    # --- one place for worker errors -----------------------------------------------------
+
+    def report_worker_error(self, worker: Worker) -> None:
+        op, host, msg = describe(worker)
+        where = f" on {host}" if host else ""
+        line = f"{op}{where}: {msg}"
+        self.errors.append(line)
+        self.notify(line, title=f"{op} failed", severity="error", timeout=8, markup=False)
+
+    # --- navigation ----------------------------------------------------------------------
+
+    def hosts_screen(self) -> Screen | None:
+        from tui.screens.hosts import HostsScreen
+
+        for s in self.screen_stack:
+            if isinstance(s, HostsScreen):
+                return s
+        return None
+
+    def start_migration(self, request: MigrationRequest) -> None:
+        """Follow a new migration in the live view, on top of the hosts screen."""
+        from tui.screens.migration import MigrationScreen
+
+        base = self.hosts_screen()
+        while base is not None and self.screen is not base and len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.push_screen(MigrationScreen(request))
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_history(self) -> None:
+        from tui.screens.history import HistoryScreen
+
+        if isinstance(self.screen, HistoryScreen):
+            return
+        try:
+            entries = self.backend.history()
+        except Exception as e:  # noqa: BLE001 - a broken journal must not close the console
+            self.notify(f"read history: {e}", severity="error", markup=False)
+            entries = []
+        self.push_screen(HistoryScreen(entries))
+
+    def action_refresh_hosts(self) -> None:
+        s = self.hosts_screen()
+        if s is not None:
+            s.action_refresh()  # type: ignore[attr-defined]
+
+    def action_migrate_selected(self) -> None:
+        s = self.hosts_screen()
+        if s is None:
+            return
+        while self.screen is not s:
+            self.pop_screen()
+        s.action_migrate()  # type: ignore[attr-defined]
+
+    def action_filter_containers(self) -> None:
+        s = self.hosts_screen()
+        if s is None:
+            return
+        while self.screen is not s:
+            self.pop_screen()
+        s.action_filter()  # type: ignore[attr-defined]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand(
+            "Migrate", "Migrate the selected container", self.action_migrate_selected
+        )
+        yield SystemCommand("Refresh", "Refresh hosts and containers", self.action_refresh_hosts)
+        yield SystemCommand("Filter", "Filter the containers", self.action_filter_containers)
+        yield SystemCommand("History", "Past migrations", self.action_history)
+        yield SystemCommand("Keys", "Every key of every screen", self.action_help)
+        for name in ("abort", "doctor"):
+            if screen.check_action(name, ()) and hasattr(screen, f"action_{name}"):
+                label = {"abort": "Abort migration", "doctor": "Restore doctor"}[name]
+                yield SystemCommand(
+                    label, f"{label} (this screen)", getattr(screen, f"action_{name}")
+                )
+        yield from super().get_system_commands(screen)
+
+    def status_line(self) -> Text:
+        return Text(self.title)

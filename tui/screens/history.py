@@ -1,0 +1,152 @@
+"""Past migrations from the journal, each openable with its rounds, freeze and logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from core.journal import JournalEntry
+from tui.format import duration, inert_text, size
+from tui.screens.base import ReportsWorkerErrors
+
+RESULT_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "rolled back": "magenta",
+    "running": "yellow",
+}
+
+
+def when(t: float | None) -> str:
+    if t is None:
+        return "—"
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class HistoryScreen(ReportsWorkerErrors, Screen):
+    DEFAULT_CSS = """
+    HistoryScreen #history { height: 1fr; border: round $panel; }
+    HistoryScreen #history-detail { height: auto; padding: 0 1; border: round $primary; }
+    """
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", id="history.down"),
+        Binding("k", "cursor_up", "Up", id="history.up"),
+        Binding("enter", "open", "Open", show=False, id="history.open"),
+        Binding("o", "open", "Open", id="history.open-key"),
+        Binding("d", "doctor", "Doctor", id="history.doctor"),
+        Binding("escape", "app.pop_screen", "Back", id="history.back"),
+    ]
+
+    def __init__(self, entries: list[JournalEntry]) -> None:
+        super().__init__()
+        self.entries = {e.migration_id: e for e in entries}
+
+    def compose(self) -> ComposeResult:
+        table: DataTable = DataTable(id="history", cursor_type="row", zebra_stripes=True)
+        table.border_title = "migration history (UTC)"
+        yield table
+        yield Static("", id="history-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#history", DataTable)
+        for col in (
+            "started",
+            "container",
+            "from → to",
+            "strategy",
+            "result",
+            "phase",
+            "freeze",
+            "moved",
+            "took",
+        ):
+            table.add_column(col, key=col)
+        for e in self.entries.values():
+            took = (e.finished - e.started) if e.finished else None
+            table.add_row(
+                when(e.started),
+                inert_text(e.container, "bold"),
+                f"{e.source} → {e.target}",
+                e.strategy,
+                Text(e.result, style=RESULT_STYLE.get(e.result, "")),
+                e.phase,
+                duration(e.freeze.get("total_s")) if e.freeze else "—",
+                size(e.bytes_moved) if e.bytes_moved else "—",
+                duration(took),
+                key=e.migration_id,
+            )
+        if not self.entries:
+            self.query_one("#history-detail", Static).update(
+                Text("no migrations recorded yet", style="dim")
+            )
+        table.focus()
+
+    def selected(self) -> JournalEntry | None:
+        table = self.query_one("#history", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.entries.get(key or "")
+
+    @on(DataTable.RowHighlighted, "#history")
+    def _highlighted(self) -> None:
+        e = self.selected()
+        if e is None:
+            return
+        t = Text()
+        t.append(e.migration_id, style="bold")
+        t.append(f"   running on {e.running_on or '?'}", style="bold")
+        if e.cause:
+            t.append("\ncause: ", style="bold red")
+            t.append_text(inert_text(e.cause))
+        if e.phases:
+            t.append("\nphases: ", style="dim")
+            t.append(" · ".join(f"{p['phase']} {duration(p['seconds'])}" for p in e.phases))
+        if e.freeze:
+            f = e.freeze
+            t.append("\nfreeze: ", style="dim")
+            t.append(
+                f"{duration(f.get('total_s'))} = dump {duration(f.get('dump_s'))} + transfer "
+                f"{duration(f.get('transfer_s'))} + restore {duration(f.get('restore_s'))}"
+            )
+        t.append("\nenter opens it", style="dim italic")
+        if e.result != "succeeded":
+            t.append(" · d opens the restore doctor", style="dim italic")
+        self.query_one("#history-detail", Static).update(t)
+
+    @on(DataTable.RowSelected, "#history")
+    def _selected(self) -> None:
+        self.action_open()
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#history", DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#history", DataTable).action_cursor_up()
+
+    def action_open(self) -> None:
+        e = self.selected()
+        if e is None:
+            return
+        from tui.screens.migration import MigrationScreen
+
+        self.app.push_screen(MigrationScreen(events=e.typed_events(), entry=e))
+
+    def action_doctor(self) -> None:
+        e = self.selected()
+        if e is None:
+            return
+        if e.result == "succeeded":
+            self.notify("That migration succeeded: nothing to diagnose")
+            return
+        from tui.screens.doctor import DoctorScreen
+
+        self.app.push_screen(DoctorScreen(None, entry=e))

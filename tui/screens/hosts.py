@@ -1,0 +1,289 @@
+"""The main screen: hosts with their state and facts, and their containers."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from core.models import ContainerInfo, HostFacts, HostState, HostStatus, MigrationRequest
+from tui.errors import operation
+from tui.format import inert, inert_text, size, uptime
+from tui.screens.base import ReportsWorkerErrors
+
+STATE_STYLE = {HostState.UP: "green", HostState.CONNECTING: "yellow"}
+
+
+def _flag(value: bool | None, yes: str, no: str) -> Text:
+    if value is None:
+        return Text(f"{yes} ?", style="dim")
+    return Text(f"{yes} ✓", style="green") if value else Text(f"{no} ✗", style="red")
+
+
+def host_line(h: HostStatus, error: str = "") -> Text:
+    """One host: state, address, and the facts that decide what a migration can do."""
+    t = Text()
+    style = STATE_STYLE.get(h.state, "bold red")
+    t.append("● " if h.state == HostState.UP else "✕ ", style=style)
+    t.append(f"{h.name:<8}", style="bold")
+    t.append(f" {h.address:<15} ", style="dim")
+    t.append(f"{h.state.value:<12}", style=style)
+    if h.state != HostState.UP:
+        t.append_text(inert_text(h.reason or "no reason given", "red"))
+        return t
+    f: HostFacts = h.facts
+    facts = [
+        f"docker {f.engine_version or '?'}" + ("" if f.experimental else " (experimental off)"),
+        f"criu {f.criu_version or 'missing'}",
+        f"runc {f.runc_version or '?'}",
+        f"kernel {f.kernel or '?'}",
+        f"cgroup v{f.cgroup_version or '?'}",
+    ]
+    t.append(" · ".join(inert(x) for x in facts))
+    t.append("\n" + " " * 39)
+    t.append_text(_flag(f.dirty_tracking, "soft-dirty → pre-copy", "no soft-dirty: no pre-copy"))
+    t.append("   ")
+    t.append_text(_flag(f.lazy_pages, "userfaultfd → post-copy", "no userfaultfd: no post-copy"))
+    if error:
+        t.append("   ")
+        t.append_text(inert_text(error, "bold red"))
+    return t
+
+
+def container_key(c: ContainerInfo) -> str:
+    return f"{c.host}/{c.id}"
+
+
+class HostsScreen(ReportsWorkerErrors, Screen):
+    DEFAULT_CSS = """
+    HostsScreen #hosts-panel {
+        height: auto; max-height: 12; border: round $primary; padding: 0 1;
+    }
+    HostsScreen #containers { height: 1fr; border: round $panel; }
+    HostsScreen #filter { dock: bottom; display: none; }
+    HostsScreen.-filtering #filter { display: block; }
+    HostsScreen #status { height: 1; padding: 0 1; color: $text-muted; }
+    """
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", id="hosts.down"),
+        Binding("k", "cursor_up", "Up", id="hosts.up"),
+        Binding("/", "filter", "Filter", id="hosts.filter"),
+        Binding("m", "migrate", "Migrate", id="hosts.migrate"),
+        Binding("enter", "migrate", "Migrate", show=False, id="hosts.open"),
+        Binding("r", "refresh", "Refresh", id="hosts.refresh"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="hosts.clear-filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hosts: dict[str, HostStatus] = {}
+        self.host_errors: dict[str, str] = {}
+        self.containers: dict[str, list[ContainerInfo]] = {}
+        self.filter_text = ""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="hosts-panel"):
+            yield Static(Text("connecting…", style="dim"), id="hosts")
+        table: DataTable = DataTable(id="containers", cursor_type="row", zebra_stripes=True)
+        table.border_title = "containers"
+        yield table
+        yield Static("", id="status")
+        yield Input(placeholder="filter: name, image, host, state", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#hosts-panel").border_title = "hosts"
+        table = self.query_one("#containers", DataTable)
+        for col in ("host", "name", "image", "state", "uptime", "memory", "migratable"):
+            table.add_column(col, key=col)
+        table.focus()
+        self.action_refresh()
+        interval = getattr(self.app, "refresh_s", 0)
+        if interval:
+            self.set_interval(interval, self.action_refresh, name="hosts-refresh")
+
+    # --- data -----------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self.query_one("#status", Static).update(Text("refreshing…", style="dim"))
+        self.refresh_inventory()
+
+    @work(group="inventory", exclusive=True, exit_on_error=False)
+    async def refresh_inventory(self) -> None:
+        backend = self.app.backend  # type: ignore[attr-defined]
+        with operation("list hosts"):
+            hosts = await backend.hosts()
+        seen = set()
+        for h in hosts:
+            seen.add(h.name)
+            self.hosts[h.name] = h
+            if h.state != HostState.UP:
+                continue
+            try:
+                with operation("list containers", h.name):
+                    self.containers[h.name] = await backend.containers(h.name)
+                self.host_errors.pop(h.name, None)
+            except Exception as e:  # noqa: BLE001 - shown on the host's line
+                self.host_errors[h.name] = f"containers: {getattr(e, 'cause', e)}"
+        for name, h in list(self.hosts.items()):
+            if name not in seen and h.state == HostState.UP:
+                self.hosts[name] = HostStatus(
+                    name, h.address, HostState.UNREACHABLE, "no longer reported", h.facts
+                )
+        self.render_hosts()
+        self.render_containers()
+        clock = self.app.clock  # type: ignore[attr-defined]
+        up = sum(1 for h in self.hosts.values() if h.state == HostState.UP)
+        self.query_one("#status", Static).update(
+            Text(
+                f"{up}/{len(self.hosts)} hosts up · {self.container_count()} containers"
+                f" · refreshed {_clock_text(clock())}",
+                style="dim",
+            )
+        )
+
+    def container_count(self) -> int:
+        return sum(len(v) for v in self.containers.values())
+
+    def worker_failed(self, worker) -> None:
+        self.query_one("#status", Static).update(Text(f"refresh failed: {worker.error}", "red"))
+
+    # --- rendering ----------------------------------------------------------------------
+
+    def render_hosts(self) -> None:
+        text = Text()
+        for i, h in enumerate(self.hosts.values()):
+            if i:
+                text.append("\n")
+            text.append_text(host_line(h, self.host_errors.get(h.name, "")))
+        self.query_one("#hosts", Static).update(text)
+
+    def visible_containers(self) -> list[ContainerInfo]:
+        needle = self.filter_text.lower().strip()
+        out = []
+        for host in self.hosts:
+            for c in self.containers.get(host, []):
+                hay = f"{c.host} {c.name} {c.image} {c.state}".lower()
+                if not needle or all(w in hay for w in needle.split()):
+                    out.append(c)
+        return out
+
+    def render_containers(self) -> None:
+        table = self.query_one("#containers", DataTable)
+        selected = self.selected_key()
+        clock = self.app.clock  # type: ignore[attr-defined]
+        now = clock()
+        table.clear()
+        for c in self.visible_containers():
+            host = self.hosts.get(c.host)
+            host_up = host is not None and host.state == HostState.UP
+            if not host_up:
+                mark = Text(f"✗ {c.host} is {host.state.value if host else 'gone'}", "red")
+            elif c.migratable:
+                mark = Text("✓", style="green")
+            else:
+                mark = inert_text(f"✗ {c.why_not or 'not migratable'}", "yellow")
+            state_style = "green" if c.state == "running" else "dim"
+            table.add_row(
+                Text(c.host, style="cyan" if host_up else "red"),
+                inert_text(c.name, "bold" if host_up else "dim"),
+                inert_text(c.image),
+                Text(c.state if host_up else f"{c.state}?", style=state_style),
+                uptime(c.started_at, now) if c.state == "running" else "—",
+                size(c.memory_bytes),
+                mark,
+                key=container_key(c),
+            )
+        if selected is not None:
+            try:
+                table.move_cursor(row=table.get_row_index(selected), animate=False)
+            except Exception:  # noqa: BLE001 - the row went away (filtered or removed)
+                pass
+        table.border_subtitle = f"filter: {self.filter_text}" if self.filter_text else ""
+
+    def selected_key(self) -> str | None:
+        table = self.query_one("#containers", DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:  # noqa: BLE001
+            return None
+        return key.value
+
+    def selected_container(self) -> ContainerInfo | None:
+        key = self.selected_key()
+        for cs in self.containers.values():
+            for c in cs:
+                if container_key(c) == key:
+                    return c
+        return None
+
+    # --- actions ------------------------------------------------------------------------
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#containers", DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#containers", DataTable).action_cursor_up()
+
+    def action_filter(self) -> None:
+        self.add_class("-filtering")
+        box = self.query_one("#filter", Input)
+        box.value = self.filter_text
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        self.filter_text = ""
+        self.query_one("#filter", Input).value = ""
+        self.remove_class("-filtering")
+        self.query_one("#containers", DataTable).focus()
+        self.render_containers()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+        self.render_containers()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not self.filter_text:
+            self.remove_class("-filtering")
+        self.query_one("#containers", DataTable).focus()
+
+    @on(DataTable.RowSelected, "#containers")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_migrate()
+
+    def action_migrate(self) -> None:
+        c = self.selected_container()
+        if c is None:
+            self.notify("No container selected", severity="warning")
+            return
+        host = self.hosts.get(c.host)
+        if host is None or host.state != HostState.UP:
+            self.notify(f"{c.host} is not reachable", severity="error")
+            return
+        if not c.migratable:
+            self.notify(
+                inert(f"{c.name} cannot move: {c.why_not}"), severity="warning", markup=False
+            )
+            return
+        from tui.screens.migrate_dialog import MigrateDialog
+
+        def chosen(request: MigrationRequest | None) -> None:
+            if request is not None:
+                self.app.start_migration(request)  # type: ignore[attr-defined]
+
+        self.app.push_screen(MigrateDialog(c, list(self.hosts.values())), chosen)
+
+
+def _clock_text(t: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%H:%M:%S UTC")

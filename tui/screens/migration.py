@@ -1,0 +1,411 @@
+"""The live migration view: phases, pre-copy rounds, charts, freeze window, log, abort."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Sparkline, Static
+
+from core.events import BytesMoved, Event, LazyProgress, LogLine, MigrationFailed
+from core.journal import JournalEntry
+from core.models import MigrationRequest
+from tui import progress as P
+from tui.errors import operation
+from tui.format import duration, inert_text, rate, size
+from tui.progress import Progress
+from tui.screens.base import ReportsWorkerErrors
+from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.freeze_timer import FreezeTimer
+from tui.widgets.log_pane import LogPane
+from tui.widgets.rounds_table import RoundsTable
+from tui.widgets.stepper import PhaseStepper
+
+REDRAW_S = 0.1  # high-rate updates (bytes, log lines) reach the screen at most 10×/s
+
+
+class MigrationScreen(ReportsWorkerErrors, Screen):
+    DEFAULT_CSS = """
+    MigrationScreen #top { height: auto; }
+    MigrationScreen #summary { height: auto; padding: 0 1; background: $boost; }
+    MigrationScreen PhaseStepper { margin: 1 0 0 0; }
+    MigrationScreen #middle { height: auto; }
+    MigrationScreen #left { width: 2fr; height: auto; }
+    MigrationScreen #right { width: 1fr; height: auto; margin-left: 1; }
+    MigrationScreen #rounds-box { height: auto; border: round $panel; }
+    MigrationScreen .chart-label { height: 1; padding: 0 1; color: $text-muted; }
+    MigrationScreen Sparkline { height: 3; margin: 0 1; }
+    MigrationScreen #budget { height: auto; border: round $panel; padding: 0 1; }
+    MigrationScreen #lazy { height: auto; padding: 0 1; display: none; }
+    MigrationScreen #lazy.-shown { display: block; border: round $error; }
+    MigrationScreen #lazy.-done { border: round $success; }
+    MigrationScreen #result { height: auto; padding: 0 1; }
+    MigrationScreen #result.-ok { border: round $success; }
+    MigrationScreen #result.-failed { border: round $error; }
+    MigrationScreen LogPane { min-height: 6; }
+    MigrationScreen.-big-log #middle { display: none; }
+    """
+
+    BINDINGS = [
+        Binding("a", "abort", "Abort", id="migration.abort"),
+        Binding("escape", "back_or_abort", "Back / abort", id="migration.back"),
+        Binding("d", "doctor", "Doctor", id="migration.doctor"),
+        Binding("l", "toggle_log", "Log size", id="migration.log"),
+    ]
+
+    def __init__(
+        self,
+        request: MigrationRequest | None = None,
+        *,
+        events: list[Event] | None = None,
+        entry: JournalEntry | None = None,
+    ) -> None:
+        """Follow a new migration of `request`, or show a finished one from `events`."""
+        super().__init__()
+        self.request = request
+        self.static_events = events
+        self.entry = entry
+        self.progress = Progress()
+        self.run = None
+        self.events_seen = 0
+        self._bytes_dirty = False
+        self._abort_asked = False
+        self.recorded: list[Event] = []  # all but the in-flight byte counts, for the doctor
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="top"):
+            yield Static("", id="summary")
+            yield PhaseStepper(id="stepper")
+        with Horizontal(id="middle"):
+            with Vertical(id="left"):
+                with Vertical(id="rounds-box"):
+                    yield RoundsTable(id="rounds")
+                yield Static("throughput", id="rate-label", classes="chart-label")
+                yield Sparkline([], id="rate-chart", summary_function=max)
+                yield Static("dirty set per round", id="dirty-label", classes="chart-label")
+                yield Sparkline([], id="dirty-chart", summary_function=max)
+            with Vertical(id="right"):
+                yield FreezeTimer(self.app.clock, id="freeze")  # type: ignore[attr-defined]
+                yield Static("", id="budget")
+                yield Static("", id="lazy")
+                yield Static("", id="result")
+        yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#rounds-box").border_title = "pre-copy rounds"
+        self.query_one("#log", LogPane).border_title = "log · remote commands and planner"
+        self.show_summary()
+        self.show_plan()
+        self.query_one(PhaseStepper).show(self.progress)
+        self.set_interval(REDRAW_S, self.flush, name="migration-redraw")
+        if self.static_events is not None:
+            for ev in self.static_events:
+                self.feed(ev)
+            self.flush()
+        elif self.request is not None:
+            self.follow(self.request)
+
+    # --- the event stream ---------------------------------------------------------------
+
+    @work(group="migration", exclusive=True, exit_on_error=False)
+    async def follow(self, request: MigrationRequest) -> None:
+        backend = self.app.backend  # type: ignore[attr-defined]
+        with operation("migrate", request.source):
+            self.run = backend.migrate(request)
+            async for ev in self.run:
+                self.feed(ev)
+        self.flush()
+        if not self.progress.finished:
+            self.progress.stream_lost = "the event stream ended before a result"
+            self.show_result()
+            self.refresh_bindings()
+
+    def worker_failed(self, worker) -> None:
+        self.progress.stream_lost = f"lost the migration: {worker.error}"
+        self.show_result()
+        self.refresh_bindings()
+
+    def feed(self, ev: Event) -> None:
+        """Fold one event in; cheap for the high-rate kinds, which wait for `flush`."""
+        self.events_seen += 1
+        if not (isinstance(ev, BytesMoved) and not ev.done):
+            self.recorded.append(ev)
+            if len(self.recorded) > 20000:
+                del self.recorded[:5000]
+        changed = self.progress.apply(ev, self.app.clock())  # type: ignore[attr-defined]
+        log = self.query_one("#log", LogPane)
+        if P.LOG in changed:
+            log.queue(ev)
+        if isinstance(ev, BytesMoved | LogLine):
+            self._bytes_dirty = self._bytes_dirty or isinstance(ev, BytesMoved)
+            return
+        if isinstance(ev, LazyProgress) and not ev.done:
+            self._bytes_dirty = True
+            return
+        log.flush()
+        if P.HEADER in changed:
+            self.show_summary()
+            rounds = self.query_one(RoundsTable)
+            rounds.budget_s = self.progress.budget_s
+        if P.PHASE in changed or P.LAZY in changed:
+            self.query_one(PhaseStepper).show(self.progress)
+        if P.ROUND in changed:
+            self.query_one(RoundsTable).add_round(self.progress.rounds[-1])
+            self.show_dirty()
+        if P.PLAN in changed:
+            self.show_plan()
+        if P.FREEZE in changed:
+            timer = self.query_one(FreezeTimer)
+            if self.progress.freeze is not None:
+                timer.stop(self.progress.freeze)
+            elif self.progress.frozen_at is not None:
+                timer.start(self.progress.frozen_at)
+        if P.LAZY in changed:
+            self.show_lazy()
+        if P.RESULT in changed or P.PHASE in changed:
+            self.show_result()
+            self.refresh_bindings()
+
+    def flush(self) -> None:
+        """Redraw what high-rate events changed (called at most every REDRAW_S)."""
+        self.query_one("#log", LogPane).flush()
+        if not self._bytes_dirty:
+            return
+        self._bytes_dirty = False
+        p = self.progress
+        self.query_one("#rate-chart", Sparkline).data = p.rates[-120:] or [0]
+        label = Text("throughput ", style="dim")
+        label.append(rate(p.bytes_rate), style="bold")
+        label.append(f"  ·  {p.bytes_phase or '—'}: {size(p.bytes_total)} moved", style="dim")
+        if p.rates:
+            label.append(f"  ·  peak {rate(max(p.rates))}", style="dim")
+        self.query_one("#rate-label", Static).update(label)
+        if p.lazy is not None:
+            self.show_lazy()
+
+    # --- parts ----------------------------------------------------------------------------
+
+    def show_summary(self) -> None:
+        s = self.progress.started
+        t = Text()
+        if s is None:
+            r = self.request
+            if r is None:
+                t.append("waiting for the migration to start…", style="dim")
+            else:
+                t.append_text(inert_text(r.container, "bold cyan"))
+                t.append(f"  {r.source} → {r.target}  ", style="bold")
+                t.append(f"strategy {r.strategy} · starting…", style="dim")
+            self.query_one("#summary", Static).update(t)
+            return
+        t.append_text(inert_text(s.container, "bold cyan"))
+        t.append(f"  {s.source} → {s.target}", style="bold")
+        t.append("   strategy ", style="dim")
+        t.append(s.strategy, style="bold")
+        t.append("   budget ", style="dim")
+        t.append(duration(s.downtime_budget_s), style="bold")
+        t.append(f"   id {s.migration_id}", style="dim")
+        if s.strategy_reason:
+            t.append("\n")
+            t.append_text(inert_text(s.strategy_reason, "italic dim"))
+        self.query_one("#summary", Static).update(t)
+
+    def show_dirty(self) -> None:
+        rounds = self.progress.rounds
+        self.query_one("#dirty-chart", Sparkline).data = [r.pages_written for r in rounds] or [0]
+        if rounds:
+            last = rounds[-1]
+            label = Text("dirty set per round ", style="dim")
+            label.append(
+                " → ".join(f"{r.pages_written:,}" for r in rounds[-6:]) + " pages", style="bold"
+            )
+            label.append(f"  ·  dirty rate {rate(last.dirty_rate_bps)}", style="dim")
+            self.query_one("#dirty-label", Static).update(label)
+
+    def show_plan(self) -> None:
+        p = self.progress
+        t = Text()
+        t.append("downtime budget  ", style="dim")
+        t.append(duration(p.budget_s), style="bold")
+        t.append("\npredicted freeze ", style="dim")
+        if p.predicted_s is None:
+            t.append("—", style="dim")
+        else:
+            within = p.budget_s is None or p.predicted_s <= p.budget_s
+            t.append(duration(p.predicted_s), style="bold green" if within else "bold yellow")
+            t.append(
+                "  within budget" if within else "  over budget",
+                style="green" if within else "yellow",
+            )
+            if p.budget_s:
+                width = 24
+                ratio = min(p.predicted_s / p.budget_s, 2.0)
+                fill = int(round(ratio * width / 2))
+                t.append("\n")
+                t.append("█" * fill, style="green" if within else "yellow")
+                t.append("░" * (width - fill), style="dim")
+                t.append(" │ budget at half", style="dim")
+        if p.throttle:
+            t.append(f"\nthrottle {p.throttle}%", style="yellow")
+        if p.decisions:
+            d = p.decisions[-1]
+            t.append("\nplanner: ", style="dim")
+            t.append(d.action, style="bold magenta")
+        budget = self.query_one("#budget", Static)
+        budget.update(t)
+        budget.border_title = "budget vs predicted"
+
+    def show_lazy(self) -> None:
+        lazy = self.progress.lazy
+        box = self.query_one("#lazy", Static)
+        if lazy is None:
+            return
+        box.add_class("-shown")
+        t = Text()
+        if lazy.done:
+            box.add_class("-done")
+            t.append("post-copy done", style="bold green")
+            t.append(f" · all memory on the target ({size(lazy.total_bytes)})", style="dim")
+        else:
+            t.append("AT RISK", style="bold red reverse")
+            t.append(
+                " memory split between hosts: losing either loses the container\n", style="red"
+            )
+            t.append(
+                f"{size(lazy.total_bytes)} pulled · {lazy.pages_on_fault:,} faults · "
+                f"{lazy.pages_prefetched:,} prefetched · {rate(lazy.rate_bps)}",
+                style="dim",
+            )
+        box.update(t)
+        box.border_title = "lazy pages (post-copy)"
+
+    def show_result(self) -> None:
+        p = self.progress
+        box = self.query_one("#result", Static)
+        t = Text()
+        box.remove_class("-ok", "-failed")
+        if p.succeeded is not None:
+            s = p.succeeded
+            box.add_class("-ok")
+            t.append("✓ moved", style="bold green")
+            t.append(f" to {s.target} in {duration(s.total_s)}", style="green")
+            t.append(f"\n{size(s.bytes_moved)} moved · {s.rounds} rounds", style="dim")
+            if s.app_gap_s is not None:
+                t.append(f" · app saw a {duration(s.app_gap_s)} gap", style="dim")
+        elif p.failed is not None:
+            f = p.failed
+            box.add_class("-failed")
+            t.append("✗ failed", style="bold red")
+            t.append(f" at {f.phase}", style="red")
+            if f.host:
+                t.append(f" on {f.host}", style="red")
+            t.append("\ncause: ", style="bold")
+            t.append_text(inert_text(f.cause))
+            if f.fix:
+                t.append("\nfix: ", style="bold")
+                t.append_text(inert_text(f.fix))
+            if f.running_on:
+                t.append(f"\nthe container runs on {f.running_on}", style="bold")
+            t.append("\npress d for the restore doctor", style="dim italic")
+        elif p.rollback is not None:
+            box.add_class("-failed")
+            t.append("rolling back", style="bold red")
+            t.append(" — ")
+            t.append_text(inert_text(p.rollback.reason))
+            if p.rolled_back is not None:
+                t.append(f"\nrunning on {p.rolled_back.running_on}", style="bold")
+        elif p.stream_lost:
+            box.add_class("-failed")
+            t.append_text(inert_text(p.stream_lost, "bold red"))
+        elif p.committed:
+            t.append("committed: the container lives on the target now", style="green")
+        elif p.current:
+            t.append(f"in {p.current}", style="bold yellow")
+            t.append(" · a / esc aborts and rolls back", style="dim")
+        box.update(t)
+
+    # --- actions --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "abort":
+            return (
+                self.run is not None and not self.progress.finished and not self.progress.committed
+            )
+        if action == "doctor":
+            return self.progress.failed is not None
+        return True
+
+    def action_abort(self) -> None:
+        p = self.progress
+        if self.run is None or p.finished:
+            return
+        if p.committed:
+            self.notify("Past commit: the move is done, nothing to abort", severity="warning")
+            return
+        if self._abort_asked:
+            return
+        s = p.started
+        what = s.container if s else (self.request.container if self.request else "the container")
+        src = s.source if s else (self.request.source if self.request else "the source")
+        msg = Text("Abort the migration of ")
+        msg.append_text(inert_text(what, "bold cyan"))
+        msg.append(f"?\nIt rolls back: the container keeps running on {src}.")
+
+        def answered(yes: bool | None) -> None:
+            self._abort_asked = False
+            if yes and self.run is not None and not self.progress.finished:
+                self.run.abort()
+                self.query_one("#log", LogPane).write(
+                    Text("  abort requested — rolling back", style="bold red")
+                )
+                self.notify("Abort requested: rolling back", severity="warning")
+
+        self._abort_asked = True
+        self.app.push_screen(ConfirmScreen("Abort migration?", msg, yes="Abort"), answered)
+
+    def action_back_or_abort(self) -> None:
+        p = self.progress
+        if self.run is not None and not p.finished and not p.committed:
+            self.action_abort()
+        elif self.run is not None and not p.finished:
+            self.notify("Past commit: finishing the cleanup, please wait", severity="warning")
+        else:
+            self.app.pop_screen()
+
+    def action_doctor(self) -> None:
+        failure = self.progress.failed
+        if failure is None:
+            return
+        from tui.screens.doctor import DoctorScreen
+
+        self.app.push_screen(
+            DoctorScreen(
+                failure,
+                entry=self.entry,
+                request=self.request or request_from(self.progress, failure),
+                events=self.collected_events(),
+            )
+        )
+
+    def collected_events(self) -> list[Event]:
+        return list(self.recorded)
+
+    def action_toggle_log(self) -> None:
+        self.toggle_class("-big-log")
+
+
+def request_from(progress: Progress, failure: MigrationFailed) -> MigrationRequest | None:
+    s = progress.started
+    if s is None:
+        return None
+    return MigrationRequest(
+        container=s.container,
+        source=s.source,
+        target=s.target,
+        strategy=s.strategy,
+        downtime_budget_s=s.downtime_budget_s,
+    )
