@@ -113,3 +113,45 @@ for p in "$@"; do
   echo "$p $b"
 done"""
     return ["bash", "-c", script, "memory_usage", *(str(int(p)) for p in pids)]
+
+
+def host_facts(images_dir: str) -> list[str]:
+    """Print `key=value` lines: kernel, CRIU/runc versions and features, cgroups, space, CPU."""
+    script = r"""
+d="$1"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+echo "kernel=$(uname -r)"
+echo "criu_path=$(command -v criu || true)"
+echo "criu_version=$(criu --version 2>/dev/null | sed -n 's/^Version: //p' | head -1)"
+echo "runc_version=$(runc --version 2>/dev/null | sed -n 's/^runc version //p' | head -1)"
+c=$(criu check 2>&1); echo "criu_check_rc=$?"; echo "criu_check=$(printf '%s' "$c" | tail -3 | tr '\n' ' ')"
+criu check --feature mem_dirty_track >/dev/null 2>&1; echo "mem_dirty_track=$?"
+criu check --feature uffd-noncoop >/dev/null 2>&1; echo "uffd_noncoop=$?"
+echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
+echo "space_avail=$(df -B1 --output=avail "$d" 2>/dev/null | tail -1 | tr -d ' ')"
+echo "space_dir=$d"
+echo "cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2)"
+"""
+    return ["bash", "-c", script, "host_facts", images_dir]
+
+
+def paths_exist(paths: Sequence[str]) -> list[str]:
+    """Print each path that does NOT exist."""
+    return [
+        "bash",
+        "-c",
+        'for p in "$@"; do [ -e "$p" ] || printf "%s\\n" "$p"; done',
+        "paths_exist",
+        *paths,
+    ]
+
+
+def take_lock(path: str, owner: str) -> list[str]:
+    """Create the lock folder `path` atomically (fails if it exists) and record its owner."""
+    return [
+        "bash",
+        "-c",
+        'mkdir -p -m 700 "$(dirname "$1")" && mkdir -m 700 "$1" && printf %s "$2" > "$1/owner"',
+        "take_lock",
+        path,
+        owner,
+    ]

@@ -1,0 +1,758 @@
+"""The migration state machine.
+
+    preflight → prepare → checkpoint (freeze) → transfer → restore → verify → commit → cleanup
+
+Each state that changes something registers how to undo it on a stack (one rollback path
+per state, as QEMU's migration states have). A failure or an abort before commit unwinds
+the stack in reverse: the twin is stopped before the source is resumed from its own
+checkpoint, so two copies never run; the source is brought back before anything else is
+removed, so the container never stops existing. After commit there is nothing to undo.
+
+The machine emits typed events (core/events.py) into a queue; iterating the Migration
+yields them. Every event is also folded into the journal, saved as it goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import events as ev
+from core import remote
+from core.dockerapi import EngineError
+from core.engine import checkpoint, heartbeat, restore, twin
+from core.engine.transfer import Meter, relay
+from core.events import Phase
+from core.fleet import Fleet, Host
+from core.journal import JournalEntry, journal_dir, new_entry
+from core.models import MigrationRequest
+from core.precopy_planner import choose_strategy
+from core.preflight import container_checks, host_report, pair_checks
+from core.ssh import CommandError, HostError
+
+IMPLEMENTED = ("stop-and-copy",)
+
+
+class MigrationError(Exception):
+    """A step failed; `cause` and `fix` are words for the user."""
+
+    def __init__(
+        self, cause: str, fix: str = "", host: str = "", log: str = "", log_name: str = ""
+    ) -> None:
+        super().__init__(cause)
+        self.cause, self.fix, self.host, self.log, self.log_name = cause, fix, host, log, log_name
+
+
+class Aborted(Exception):
+    pass
+
+
+@dataclass
+class Ctx:
+    """What the migration has learned and done so far (the undo stack's inputs)."""
+
+    inspect: dict[str, Any] = field(default_factory=dict)
+    container_id: str = ""
+    name: str = ""
+    src_data_root: str = ""
+    dst_data_root: str = ""
+    src_systemd: bool = False
+    src_dir: str = ""
+    dst_dir: str = ""
+    twin_id: str = ""
+    twin_upper: str = ""
+    checkpoint_name: str = ""
+    dump_s: float = 0.0
+    transfer_s: float = 0.0
+    restore_s: float = 0.0
+    frozen_at: float | None = None  # monotonic
+    source_log_tail: str = ""
+    bytes_moved: int = 0
+
+
+def new_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class Migration:
+    def __init__(
+        self, fleet: Fleet, request: MigrationRequest, *, migration_id: str | None = None
+    ) -> None:
+        self.fleet = fleet
+        self.req = request
+        self.id = migration_id or new_id()
+        self.src: Host = fleet[request.source]
+        self.dst: Host = fleet[request.target]
+        self.ctx = Ctx()
+        self.strategy = request.strategy
+        self.journal: JournalEntry | None = None
+        self._q: asyncio.Queue[ev.Event | None] = asyncio.Queue()
+        self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._aborted = False
+        self._phase = Phase.PREFLIGHT
+        self._committed = False
+
+    # --- the face's side -----------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Ask for a rollback; honoured at the next safe point before commit."""
+        if not self._committed:
+            self._aborted = True
+
+    async def __aiter__(self) -> AsyncIterator[ev.Event]:
+        task = asyncio.create_task(self._run(), name=f"migration {self.id}")
+        try:
+            while True:
+                item = await self._q.get()
+                if item is None:
+                    break
+                yield item
+        finally:
+            if not task.done():
+                # The face went away: let the machine finish (or roll back) on its own.
+                self.abort()
+                await asyncio.shield(task)
+            elif task.exception():
+                raise task.exception()  # type: ignore[misc]
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def emit(self, e: ev.Event) -> None:
+        if self.journal is not None:
+            self.journal.record(e)
+            if not isinstance(e, ev.BytesMoved) or e.done:
+                self.journal.save()
+        self._q.put_nowait(e)
+
+    def log(self, host: str, text: str, stream: str = "ferryman") -> None:
+        self.emit(ev.LogLine(host=host, text=text, stream=stream))
+
+    def _check_abort(self) -> None:
+        if self._aborted:
+            raise Aborted("aborted by the user")
+
+    @contextlib.asynccontextmanager
+    async def phase(self, p: Phase) -> AsyncIterator[None]:
+        self._check_abort()
+        self._phase = p
+        t0 = time.monotonic()
+        self.emit(ev.PhaseStarted(phase=p.value))
+        yield
+        self.emit(ev.PhaseFinished(phase=p.value, seconds=time.monotonic() - t0))
+
+    async def sh(self, host: Host, command: str, *, timeout: float = 300, what: str = "") -> str:
+        """Run a command, logging it; CommandError becomes a MigrationError naming the host."""
+        self.log(host.name, "$ " + command.replace(f"export PATH={remote.PATH}; ", ""), "command")
+        try:
+            r = await host.ssh.run(command, timeout=timeout)
+        except CommandError as e:
+            raise MigrationError(
+                f"{what or 'a command'} failed on {host.name}: {e}", host=host.name
+            ) from e
+        for line in (r.stdout + r.stderr).splitlines()[-20:]:
+            self.log(host.name, line, "output")
+        return r.stdout
+
+    def _save_ctx(self) -> None:
+        if self.journal is None:
+            return
+        c = self.ctx
+        self.journal.checkpoint_name = c.checkpoint_name
+        self.journal.target_twin = c.twin_id
+        self.journal.events.append(
+            {
+                "kind": "ctx",
+                "t": time.time(),
+                "container_id": c.container_id,
+                "src_dir": c.src_dir,
+                "dst_dir": c.dst_dir,
+                "twin_id": c.twin_id,
+                "frozen": c.frozen_at is not None,
+            }
+        )
+        self.journal.save()
+
+    # --- the machine ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._machine()
+        except BaseException as e:  # never leave the face waiting
+            self.emit(
+                ev.MigrationFailed(
+                    phase=self._phase.value,
+                    cause=f"internal error: {e!r}",
+                    running_on=self.req.source,
+                )
+            )
+            raise
+        finally:
+            self._q.put_nowait(None)
+
+    async def _machine(self) -> None:
+        started = time.monotonic()
+        try:
+            await self._preflight()
+            await self._prepare()
+            await self._checkpoint()
+            await self._transfer()
+            await self._restore()
+            await self._verify()
+        except (MigrationError, Aborted, HostError, EngineError, CommandError) as e:
+            await self._fail(e)
+            return
+        self._committed = True
+        await self._commit()
+        await self._cleanup()
+        c = self.ctx
+        gap = heartbeat.gap(c.source_log_tail, self._target_log_tail)
+        if gap is not None and not gap.continued:
+            self.emit(
+                ev.Warning(
+                    text=f"heartbeat counter went from {gap.last_source.counter} to "
+                    f"{gap.first_target.counter}: the application state did not continue"
+                )
+            )
+        self.emit(
+            ev.MigrationSucceeded(
+                container=c.name,
+                target=self.dst.name,
+                total_s=time.monotonic() - started,
+                freeze_s=c.dump_s + c.transfer_s + c.restore_s,
+                dump_s=c.dump_s,
+                transfer_s=c.transfer_s,
+                restore_s=c.restore_s,
+                bytes_moved=c.bytes_moved,
+                app_gap_s=gap.seconds if gap else None,
+            )
+        )
+
+    _target_log_tail = ""
+
+    async def _preflight(self) -> None:
+        req = self.req
+        if req.source == req.target:
+            raise MigrationError(f"{req.container} is already on {req.source}: pick another target")
+        reps = await asyncio.gather(host_report(self.src), host_report(self.dst))
+        try:
+            strategy, why = choose_strategy(
+                req.strategy,
+                reps[0].facts.dirty_tracking,
+                reps[1].facts.dirty_tracking,
+                reps[0].facts.lazy_pages,
+                reps[1].facts.lazy_pages,
+            )
+        except ValueError as e:
+            raise MigrationError(
+                f"strategy {req.strategy}: {e}",
+                "choose another strategy (`ferryman check` shows what each host can do)",
+            ) from None
+        self.strategy = strategy
+        ins = await self.src.engine.inspect(req.container)
+        cid = ins["Id"] if ins else req.container
+        start = ev.MigrationStarted(
+            migration_id=self.id,
+            container=req.container,
+            source=req.source,
+            target=req.target,
+            strategy=strategy,
+            downtime_budget_s=req.downtime_budget_s,
+            strategy_reason=why,
+        )
+        self.journal = new_entry(start)
+        self.journal.logs_dir = str(journal_dir() / self.id)
+        self.emit(start)
+        async with self.phase(Phase.PREFLIGHT):
+            checks = [c for r in reps for c in r.checks] + pair_checks(*reps)
+            if all(r.reachable for r in reps):
+                checks += await container_checks(self.fleet, req.container, req.source, req.target)
+            for c in checks:
+                self.log(c.host, f"{c.status.value:4} {c.name}: {c.reason}", "check")
+            failed = [
+                c
+                for c in checks
+                if c.status.value == "fail" and c.name not in ("soft-dirty", "userfaultfd")
+            ]
+            if failed:
+                f = failed[0]
+                raise MigrationError(f"preflight: {f.host}: {f.reason}", f.fix, host=f.host)
+            if strategy not in IMPLEMENTED:
+                raise MigrationError(
+                    f"strategy {strategy} is not available in this version of the engine",
+                    "run with --strategy stop-and-copy",
+                )
+            assert ins is not None
+            self.ctx.inspect = ins
+            self.ctx.container_id = cid
+            self.ctx.name = twin.container_name(ins)
+            si, di = await asyncio.gather(self.src.engine.info(), self.dst.engine.info())
+            self.ctx.src_data_root = si["DockerRootDir"]
+            self.ctx.dst_data_root = di["DockerRootDir"]
+            self.ctx.src_systemd = si.get("CgroupDriver") == "systemd"
+
+    async def _prepare(self) -> None:
+        c, req = self.ctx, self.req
+        async with self.phase(Phase.PREPARE):
+            await self._lock()
+            c.src_dir = f"{self.src.spec.images_dir}/{self.id}"
+            c.dst_dir = f"{self.dst.spec.images_dir}/{self.id}"
+            await self.sh(
+                self.src,
+                remote.quote(remote.mkdir_private(c.src_dir)),
+                what="making the image folder",
+            )
+            self._undo.append(
+                ("remove the source's image folder", lambda: self._rm(self.src, c.src_dir))
+            )
+            await self.sh(
+                self.dst,
+                remote.quote(remote.mkdir_private(f"{c.dst_dir}/img", f"{c.dst_dir}/work")),
+                what="making the image folder",
+            )
+            self._undo.append(
+                ("remove the target's image folder", lambda: self._rm(self.dst, c.dst_dir))
+            )
+            await self._ensure_image()
+            self._check_abort()
+            for v in twin.named_volumes(c.inspect):
+                if await self.dst.engine.call(lambda cl, n=v["Name"]: _volume_exists(cl, n)):
+                    raise MigrationError(
+                        f"a volume named {v['Name']} already exists on {self.dst.name}",
+                        f"remove it there, or rename it, before moving {c.name}",
+                    )
+                await self.dst.engine.call(
+                    lambda cl, v=v: cl.volumes.create(
+                        name=v["Name"], driver=v.get("Driver") or "local"
+                    )
+                )
+                self._undo.append(
+                    (
+                        f"remove volume {v['Name']} on {self.dst.name}",
+                        lambda n=v["Name"]: self.dst.engine.call(
+                            lambda cl: cl.api.remove_volume(n, force=True)
+                        ),
+                    )
+                )
+            body = twin.create_body(c.inspect)
+            c.twin_id = await self.dst.engine.create_raw(c.name, body)
+            self._undo.append(("remove the twin on the target", self._remove_twin))
+            self._save_ctx()
+            tw = await self.dst.engine.inspect(c.twin_id) or {}
+            c.twin_upper = ((tw.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
+            self.log(self.dst.name, f"twin {c.name} created ({c.twin_id[:12]}), not started")
+            del req
+
+    async def _ensure_image(self) -> None:
+        c = self.ctx
+        image_id, ref = c.inspect["Image"], c.inspect["Config"]["Image"]
+        if await self.dst.engine.has_image(image_id):
+            self.log(self.dst.name, f"image {ref} already there")
+            return
+        self.log(self.dst.name, f"image {ref} missing: streaming docker save | docker load")
+        meter = Meter(
+            lambda total, rate, done: self.emit(
+                ev.BytesMoved(
+                    phase=Phase.PREPARE.value, total_bytes=total, rate_bps=rate, done=done
+                )
+            )
+        )
+        await relay(
+            self.src.ssh,
+            remote.quote(remote.docker("save", ref, socket=self.src.spec.docker_socket)),
+            self.dst.ssh,
+            remote.quote(remote.docker("load", "-q", socket=self.dst.spec.docker_socket)),
+            meter,
+            lambda: self._aborted,
+        )
+        meter.finish()
+        if not await self.dst.engine.has_image(image_id):
+            raise MigrationError(
+                f"image {ref} did not arrive on {self.dst.name} intact (different id)",
+                host=self.dst.name,
+            )
+
+    async def _checkpoint(self) -> None:
+        c = self.ctx
+        async with self.phase(Phase.CHECKPOINT):
+            c.source_log_tail = ""
+            c.checkpoint_name = f"fm-{self.id}"
+            cmd = checkpoint.checkpoint_cmd(
+                runc_root=self.src.spec.runc_root,
+                container_id=c.container_id,
+                image_path=f"{c.src_dir}/img",
+                work_path=f"{c.src_dir}/work",
+                systemd_cgroup=c.src_systemd,
+            )
+            self.emit(ev.FreezeStarted())
+            c.frozen_at = time.monotonic()
+            self._save_ctx()
+            self._undo.append(("resume the container on the source", self._resume_source))
+            t0 = time.monotonic()
+            try:
+                await self.sh(self.src, remote.quote(cmd), what="runc checkpoint")
+            except MigrationError as e:
+                e.log = await self._fetch(self.src, f"{c.src_dir}/work/dump.log")
+                e.log_name = "dump.log"
+                raise
+            c.dump_s = time.monotonic() - t0
+            # Docker notices the exit of the checkpointed process; the logs stay readable.
+            c.source_log_tail = await self._logs(self.src, c.container_id)
+
+    async def _transfer(self) -> None:
+        c = self.ctx
+        async with self.phase(Phase.TRANSFER):
+            t0 = time.monotonic()
+            meter = Meter(
+                lambda total, rate, done: self.emit(
+                    ev.BytesMoved(
+                        phase=Phase.TRANSFER.value, total_bytes=total, rate_bps=rate, done=done
+                    )
+                )
+            )
+            streams: list[tuple[str, str]] = [(f"{c.src_dir}/img", f"{c.dst_dir}/img")]
+            upper = ((c.inspect.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
+            if upper and c.twin_upper:
+                streams.append((upper, c.twin_upper))
+            else:
+                self.emit(
+                    ev.Warning(
+                        text=f"the writable layer is not moved (storage driver "
+                        f"{(c.inspect.get('GraphDriver') or {}).get('Name')})"
+                    )
+                )
+            for v in twin.named_volumes(c.inspect):
+                dv = await self.dst.engine.call(lambda cl, n=v["Name"]: cl.api.inspect_volume(n))
+                streams.append((v["Source"], dv["Mountpoint"]))
+            total = 0
+            for s, d in streams:
+                self._check_abort()
+                total += await relay(
+                    self.src.ssh,
+                    remote.quote(remote.tar_create(s)),
+                    self.dst.ssh,
+                    remote.quote(remote.tar_extract(d)),
+                    meter,
+                    lambda: self._aborted,
+                )
+            meter.finish()
+            c.bytes_moved = total
+            c.transfer_s = time.monotonic() - t0
+
+    async def _restore(self) -> None:
+        c = self.ctx
+        async with self.phase(Phase.RESTORE):
+            self._undo.append(("stop the twin on the target", self._stop_twin))
+            t0 = time.monotonic()
+            script = restore.restore_script(
+                docker_socket=self.dst.spec.docker_socket,
+                data_root=c.dst_data_root,
+                container_id=c.twin_id,
+                name=c.checkpoint_name,
+                images_dir=f"{c.dst_dir}/img",
+                work_dir=f"{c.dst_dir}/work",
+            )
+            try:
+                await self.sh(self.dst, script, what="docker start --checkpoint")
+            except MigrationError as e:
+                e.log = await self._fetch(self.dst, f"{c.dst_dir}/work/restore.log")
+                e.log_name = "restore.log"
+                raise
+            c.restore_s = time.monotonic() - t0
+            self.emit(
+                ev.FreezeEnded(
+                    total_s=c.dump_s + c.transfer_s + c.restore_s,
+                    dump_s=c.dump_s,
+                    transfer_s=c.transfer_s,
+                    restore_s=c.restore_s,
+                    where=self.dst.name,
+                )
+            )
+
+    async def _verify(self) -> None:
+        c = self.ctx
+        async with self.phase(Phase.VERIFY):
+            deadline = time.monotonic() + 30
+            settle = time.monotonic() + 0.5
+            while True:
+                st = (await self.dst.engine.inspect(c.twin_id) or {}).get("State", {})
+                if not st.get("Running"):
+                    raise MigrationError(
+                        f"{c.name} stopped on {self.dst.name} right after the restore "
+                        f"(exit code {st.get('ExitCode')}, {st.get('Error') or 'no error given'})",
+                        host=self.dst.name,
+                    )
+                health = (st.get("Health") or {}).get("Status")
+                if time.monotonic() >= settle and health in (None, "healthy"):
+                    break
+                if health == "unhealthy" or time.monotonic() > deadline:
+                    raise MigrationError(
+                        f"{c.name} is {health} on {self.dst.name} after the restore",
+                        host=self.dst.name,
+                    )
+                await asyncio.sleep(0.1)
+            self._target_log_tail = await self._logs(self.dst, c.twin_id, head=True)
+            self.log(
+                self.dst.name,
+                f"{c.name} runs on {self.dst.name}" + (f" ({health})" if health else ""),
+            )
+
+    async def _commit(self) -> None:
+        c = self.ctx
+        async with self.phase(Phase.COMMIT):
+            self._undo.clear()  # past this point the move stands
+            await self.src.engine.remove(c.container_id)
+            self.log(
+                self.src.name, f"removed {c.name} ({c.container_id[:12]}) from {self.src.name}"
+            )
+
+    async def _cleanup(self) -> None:
+        c = self.ctx
+        async with self.phase(Phase.CLEANUP):
+            await self._cleanup_images()
+            await self._rm(
+                self.dst, restore.checkpoint_folder(c.dst_data_root, c.twin_id, c.checkpoint_name)
+            )
+            await self._unlock()
+
+    async def _cleanup_images(self) -> None:
+        c = self.ctx
+        if self.req.keep_images:
+            self.log(
+                self.src.name,
+                f"images kept: {self.src.name}:{c.src_dir}, {self.dst.name}:{c.dst_dir} "
+                "(they hold the process memory: delete them when done)",
+            )
+            return
+        for h, d in ((self.src, c.src_dir), (self.dst, c.dst_dir)):
+            if d:
+                await self._rm(h, d)
+
+    # --- failure and rollback ------------------------------------------------------------
+
+    async def _fail(self, e: BaseException) -> None:
+        phase = self._phase
+        cause = e.cause if isinstance(e, MigrationError) else str(e)
+        fix = e.fix if isinstance(e, MigrationError) else ""
+        host = e.host if isinstance(e, MigrationError) else getattr(e, "host", "")
+        excerpt: tuple[str, ...] = ()
+        log_path = ""
+        if isinstance(e, MigrationError) and e.log:
+            log_path = self._keep_log(e.log_name or "criu.log", e.log)
+            diag = _diagnose(e.log)
+            if diag is not None:
+                cause = f"{cause}. {diag.cause}"
+                fix = fix or diag.fix
+                excerpt = tuple(x.text for x in diag.evidence[:8])
+            else:
+                excerpt = tuple(line for line in e.log.splitlines() if "Error" in line)[:8]
+        self.emit(ev.RollbackStarted(reason=cause))
+        running_on, ok, detail = await self._rollback(phase)
+        self.emit(ev.RollbackFinished(running_on=running_on, ok=ok, detail=detail))
+        self.emit(
+            ev.MigrationFailed(
+                phase=phase.value,
+                cause=cause,
+                fix=fix,
+                host=host,
+                log_excerpt=excerpt,
+                log_path=log_path,
+                running_on=running_on,
+            )
+        )
+        if self.journal is not None:
+            self.journal.result = "rolled back" if ok else "failed"
+            self.journal.save()
+
+    async def _rollback(self, phase: Phase) -> tuple[str, bool, str]:
+        self._phase = Phase.ROLLBACK
+        self.emit(ev.PhaseStarted(phase=Phase.ROLLBACK.value))
+        t0 = time.monotonic()
+        problems = []
+        while self._undo:
+            label, undo = self._undo.pop()
+            self.log("ferryman", f"rollback: {label}")
+            try:
+                await undo()
+            except Exception as e:  # noqa: BLE001 - keep unwinding; report every problem
+                problems.append(f"{label}: {e}")
+                self.log("ferryman", f"rollback step failed: {label}: {e}", "error")
+        await self._unlock()
+        self.emit(ev.PhaseFinished(phase=Phase.ROLLBACK.value, seconds=time.monotonic() - t0))
+        where = await self._where_running()
+        return where, not problems and where == self.src.name, "; ".join(problems)
+
+    async def _where_running(self) -> str:
+        c = self.ctx
+        src = await _running(self.src, c.container_id or self.req.container)
+        dst = await _running(self.dst, c.twin_id) if c.twin_id else False
+        if src and dst:
+            return "BOTH"
+        return self.src.name if src else self.dst.name if dst else "nowhere"
+
+    async def _resume_source(self) -> None:
+        """Bring the source container back from its own checkpoint (or, failing that, restart it)."""
+        c = self.ctx
+        if await _running(self.src, c.container_id):
+            self.log(
+                self.src.name, f"{c.name} is still running on {self.src.name}: nothing to resume"
+            )
+            if c.frozen_at is not None:
+                self.emit(
+                    ev.FreezeEnded(
+                        total_s=time.monotonic() - c.frozen_at,
+                        dump_s=0,
+                        transfer_s=0,
+                        restore_s=0,
+                        where=self.src.name,
+                    )
+                )
+            return
+        t0 = time.monotonic()
+        name = f"{c.checkpoint_name}-back"
+        script = restore.restore_script(
+            docker_socket=self.src.spec.docker_socket,
+            data_root=c.src_data_root,
+            container_id=c.container_id,
+            name=name,
+            images_dir=f"{c.src_dir}/img",
+            work_dir=f"{c.src_dir}/restore-work",
+        )
+        try:
+            await self.sh(self.src, script, what="resuming from the source's checkpoint")
+            await self._rm(
+                self.src, restore.checkpoint_folder(c.src_data_root, c.container_id, name)
+            )
+        except MigrationError as e:
+            log = await self._fetch(self.src, f"{c.src_dir}/restore-work/restore.log")
+            self._keep_log("source-restore.log", log)
+            self.emit(
+                ev.Warning(
+                    text=f"could not resume {c.name} from its checkpoint ({e.cause}); "
+                    "restarting it instead: its memory state is lost"
+                )
+            )
+            await self.sh(
+                self.src,
+                remote.quote(
+                    remote.docker("start", c.container_id, socket=self.src.spec.docker_socket)
+                ),
+                what="docker start",
+            )
+        if c.frozen_at is not None:
+            self.emit(
+                ev.FreezeEnded(
+                    total_s=time.monotonic() - c.frozen_at,
+                    dump_s=c.dump_s,
+                    transfer_s=0,
+                    restore_s=time.monotonic() - t0,
+                    where=self.src.name,
+                )
+            )
+
+    async def _stop_twin(self) -> None:
+        if self.ctx.twin_id:
+            await self.dst.engine.call(lambda cl: _kill(cl, self.ctx.twin_id))
+
+    async def _remove_twin(self) -> None:
+        if self.ctx.twin_id:
+            await self.dst.engine.remove(self.ctx.twin_id)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _lock_path(self) -> str:
+        return f"{self.src.spec.images_dir}/locks/{self.ctx.container_id}"
+
+    async def _lock(self) -> None:
+        path = self._lock_path()
+        owner = f"{self.id} by {getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+        r = await self.src.ssh.run(remote.quote(remote.take_lock(path, owner)), check=False)
+        if not r.ok:
+            holder = (
+                await self.src.ssh.run(remote.quote(["cat", f"{path}/owner"]), check=False)
+            ).stdout.strip()
+            raise MigrationError(
+                f"{self.ctx.name} on {self.src.name} is already being migrated ({holder or 'lock ' + path})",
+                "wait for it to finish, or run `ferryman recover` if that migration died",
+                host=self.src.name,
+            )
+        self._locked = True
+
+    _locked = False
+
+    async def _unlock(self) -> None:
+        if self._locked:
+            await self.src.ssh.run(remote.quote(remote.remove_tree(self._lock_path())), check=False)
+            self._locked = False
+
+    async def _rm(self, host: Host, path: str) -> None:
+        await host.ssh.run(remote.quote(remote.remove_tree(path)), check=False)
+
+    async def _fetch(self, host: Host, path: str) -> str:
+        try:
+            r = await host.ssh.run(
+                remote.quote(["tail", "-c", "200000", path]), check=False, timeout=30
+            )
+        except HostError:
+            return ""
+        return r.stdout if r.ok else ""
+
+    async def _logs(self, host: Host, cid: str, head: bool = False) -> str:
+        def get(cl: Any) -> str:
+            try:
+                raw = cl.api.logs(cid, stdout=True, stderr=False, tail=200)
+            except Exception:  # noqa: BLE001 - logs are a courtesy for the gap measurement
+                return ""
+            return raw.decode(errors="replace")
+
+        return await host.engine.call(get)
+
+    def _keep_log(self, name: str, text: str) -> str:
+        d = journal_dir() / self.id
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        p = d / name
+        p.write_text(text)
+        return str(p)
+
+
+def _volume_exists(cl: Any, name: str) -> bool:
+    import docker.errors
+
+    try:
+        cl.api.inspect_volume(name)
+        return True
+    except docker.errors.NotFound:
+        return False
+
+
+def _kill(cl: Any, cid: str) -> None:
+    import docker.errors
+
+    try:
+        cl.api.kill(cid)
+    except docker.errors.APIError:
+        pass  # not running
+
+
+async def _running(host: Host, cid: str) -> bool:
+    try:
+        ins = await host.engine.inspect(cid)
+    except (HostError, EngineError, OSError):
+        return False
+    return bool(ins and ins["State"].get("Running"))
+
+
+def _diagnose(log: str) -> Any:
+    try:
+        from core.doctor import diagnose
+    except ImportError:
+        return None
+    found = diagnose(log)
+    return found[0] if found else None

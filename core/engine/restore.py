@@ -1,0 +1,70 @@
+"""Restoring through stock Docker without Docker copying the memory image.
+
+`docker start --checkpoint NAME` makes Docker tar the checkpoint folder into containerd
+and untar it again before CRIU starts (seconds for a big container). Instead the
+checkpoint folder holds only `descriptors.json`, and runc's CRIU configuration file
+(`/etc/criu/runc.conf`, which runc hands to CRIU on every restore, its options winning)
+names the real image folder. That file is host-wide, so it exists only for the length of
+our own restore, under a lock, and any file the admin had there is put back, even when
+the restore fails or the connection drops.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from core import remote
+
+CONF = "/etc/criu/runc.conf"
+LOCK = "/run/lock/ferryman-runc-conf.lock"
+
+
+def checkpoint_folder(data_root: str, container_id: str, name: str) -> str:
+    return f"{data_root}/containers/{container_id}/checkpoints/{name}"
+
+
+def criu_conf(images_dir: str, work_dir: str, extra: tuple[str, ...] = ()) -> str:
+    lines = [
+        f"images-dir {images_dir}",
+        f"work-dir {work_dir}",
+        "log-file restore.log",
+        "verbosity 4",
+        *extra,
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def restore_script(
+    *,
+    docker_socket: str,
+    data_root: str,
+    container_id: str,
+    name: str,
+    images_dir: str,
+    work_dir: str,
+    extra: tuple[str, ...] = (),
+) -> str:
+    """One shell script: stage the tiny checkpoint folder, hold the config file, start."""
+    q = shlex.quote
+    folder = checkpoint_folder(data_root, container_id, name)
+    conf = criu_conf(images_dir, work_dir, extra)
+    saved = f"{CONF}.ferryman-saved"
+    inner = f"""
+set -e
+mkdir -p /etc/criu
+if [ -e {q(CONF)} ]; then mv {q(CONF)} {q(saved)}; fi
+put_back() {{ rm -f {q(CONF)}; if [ -e {q(saved)} ]; then mv {q(saved)} {q(CONF)}; fi; }}
+trap put_back EXIT
+trap 'exit 129' HUP INT TERM
+printf %s {q(conf)} > {q(CONF)}
+{remote.quote(remote.docker("start", "--checkpoint", name, container_id, socket=docker_socket))}
+"""
+    stage = remote.all_of(
+        remote.mkdir_private(folder, work_dir),
+        ["cp", f"{images_dir}/descriptors.json", f"{folder}/descriptors.json"],
+    )
+    return f"{stage} && {remote.quote(remote.flock(LOCK, inner))}"
+
+
+def cleanup_folder(data_root: str, container_id: str, name: str) -> list[str]:
+    return remote.remove_tree(checkpoint_folder(data_root, container_id, name))

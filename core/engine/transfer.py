@@ -1,0 +1,87 @@
+"""Streams between hosts: encrypted by SSH, metered, never staged on the console's disk.
+
+The default relays through the console's two SSH connections (works when the hosts
+cannot reach each other): `tar -c` on the source, its stdout read in chunks and written
+to `tar -x`'s stdin on the target, both over the existing connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from core.ssh import CommandError, HostConnection
+
+CHUNK = 1 << 20
+REPORT_EVERY_S = 0.1
+
+
+class Meter:
+    """Bytes and rate over windows of ≥ 100 ms (as QEMU measures bandwidth)."""
+
+    def __init__(self, report: Callable[[int, float, bool], None]) -> None:
+        self.total = 0
+        self.started = time.monotonic()
+        self._report = report
+        self._win_t = self.started
+        self._win_bytes = 0
+        self.rate = 0.0
+
+    def add(self, n: int) -> None:
+        self.total += n
+        self._win_bytes += n
+        now = time.monotonic()
+        if now - self._win_t >= REPORT_EVERY_S:
+            self.rate = self._win_bytes / (now - self._win_t)
+            self._win_t, self._win_bytes = now, 0
+            self._report(self.total, self.rate, False)
+
+    def finish(self) -> float:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        self.rate = self.total / elapsed
+        self._report(self.total, self.rate, True)
+        return elapsed
+
+
+async def relay(
+    src: HostConnection,
+    src_cmd: str,
+    dst: HostConnection,
+    dst_cmd: str,
+    meter: Meter,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> int:
+    """Pipe `src_cmd`'s stdout into `dst_cmd`'s stdin; raise CommandError if either fails.
+
+    Returns the bytes this stream moved; the caller calls `meter.finish()` after its last stream.
+    """
+    moved = 0
+    p_out = await src.process(src_cmd)
+    p_in = await dst.process(dst_cmd)
+    try:
+        while True:
+            if cancelled():
+                raise asyncio.CancelledError("aborted by the user")
+            data = await p_out.stdout.read(CHUNK)
+            if not data:
+                break
+            p_in.stdin.write(data)
+            await p_in.stdin.drain()
+            meter.add(len(data))
+            moved += len(data)
+        p_in.stdin.write_eof()
+        r_out, r_in = await asyncio.gather(p_out.wait(), p_in.wait())
+    except BaseException:
+        p_out.kill()
+        p_in.kill()
+        raise
+    for host, cmd, r in ((src, src_cmd, r_out), (dst, dst_cmd, r_in)):
+        if r.exit_status != 0:
+            err = (
+                r.stderr.decode(errors="replace")
+                if isinstance(r.stderr, bytes)
+                else str(r.stderr or "")
+            )
+            raise CommandError(host.name, cmd, r.exit_status, err)
+    return moved

@@ -1,0 +1,43 @@
+"""The twin: a container created on the target with the source's full configuration."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# HostConfig fields that name things of the source host and must not be carried blindly.
+_HOST_ONLY = ("ContainerIDFile", "LogConfig")
+
+
+def create_body(inspect: dict[str, Any]) -> dict[str, Any]:
+    """The POST /containers/create body that recreates this container elsewhere.
+
+    Keeps cmd, entrypoint, env, labels, working dir, user, hostname, exposed ports,
+    health check, stop signal, and the whole HostConfig (mounts, port bindings, restart
+    policy, resource limits, capabilities, security options); network attachments are
+    recreated by name.
+    """
+    cfg = copy.deepcopy(inspect["Config"])
+    hc = copy.deepcopy(inspect["HostConfig"])
+    for k in _HOST_ONLY:
+        hc.pop(k, None)
+    body: dict[str, Any] = dict(cfg)
+    body["Image"] = inspect["Config"]["Image"]
+    body["HostConfig"] = hc
+    nets = (inspect.get("NetworkSettings") or {}).get("Networks") or {}
+    endpoints = {}
+    for name, ep in nets.items():
+        if name in ("bridge", "host", "none"):
+            continue
+        endpoints[name] = {"Aliases": ep.get("Aliases"), "IPAMConfig": ep.get("IPAMConfig")}
+    if endpoints:
+        body["NetworkingConfig"] = {"EndpointsConfig": endpoints}
+    return body
+
+
+def named_volumes(inspect: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in inspect.get("Mounts", []) if m.get("Type") == "volume" and m.get("Name")]
+
+
+def container_name(inspect: dict[str, Any]) -> str:
+    return str(inspect["Name"]).lstrip("/")

@@ -1,0 +1,53 @@
+"""The Backend that talks to real hosts: SSH, Docker, CRIU."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core import journal
+from core.config import Inventory
+from core.engine.machine import Migration
+from core.fleet import Fleet
+from core.inventory import containers, host_status
+from core.journal import JournalEntry
+from core.models import CheckResult, ContainerInfo, HostState, HostStatus, MigrationRequest
+from core.preflight import container_checks, host_report, pair_checks
+
+
+class LiveBackend:
+    def __init__(self, inventory: Inventory) -> None:
+        self.fleet = Fleet(inventory)
+
+    async def hosts(self) -> list[HostStatus]:
+        async def one(name: str) -> HostStatus:
+            h = self.fleet[name]
+            st = await host_status(h)
+            if st.state != HostState.UP:
+                return st
+            rep = await host_report(h)
+            return HostStatus(st.name, st.address, st.state, st.reason, rep.facts)
+
+        return list(await asyncio.gather(*(one(n) for n in self.fleet.hosts)))
+
+    async def containers(self, host: str) -> list[ContainerInfo]:
+        return await containers(self.fleet[host])
+
+    async def preflight(self, request: MigrationRequest) -> list[CheckResult]:
+        src, dst = await asyncio.gather(
+            host_report(self.fleet[request.source]), host_report(self.fleet[request.target])
+        )
+        out = src.checks + dst.checks + pair_checks(src, dst)
+        if src.reachable and dst.reachable:
+            out += await container_checks(
+                self.fleet, request.container, request.source, request.target
+            )
+        return out
+
+    def migrate(self, request: MigrationRequest) -> Migration:
+        return Migration(self.fleet, request)
+
+    def history(self) -> list[JournalEntry]:
+        return journal.load_all()
+
+    async def close(self) -> None:
+        await self.fleet.close()

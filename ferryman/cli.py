@@ -1,0 +1,120 @@
+"""`ferryman`: the console, and the same engine without it (ps, check, migrate, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+from core import config
+
+
+def parse_duration(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (examples: 300ms, 0.5s)")
+    value = float(m.group(1))
+    return value / 1000 if m.group(2) == "ms" or (m.group(2) is None and value >= 10) else value
+
+
+def _die(msg: str, code: int = 2) -> None:
+    print(f"ferryman: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def load_inventory(path: str | None) -> config.Inventory:
+    p = Path(path) if path else config.default_path()
+    if p is None:
+        _die(
+            "no hosts file. Write ~/.config/ferryman/hosts.yaml (see hosts.example.yaml), "
+            "pass --hosts FILE or set FERRYMAN_HOSTS; or start the local lab with "
+            "`sudo ferryman lab up` and use --hosts /var/lib/ferryman-lab/hosts.yaml"
+        )
+    try:
+        return config.load(p)
+    except config.ConfigError as e:
+        _die(str(e))
+    raise AssertionError
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="ferryman", description="Move running Docker containers between hosts, live."
+    )
+    ap.add_argument(
+        "--hosts",
+        metavar="FILE",
+        help="hosts file (else $FERRYMAN_HOSTS, else ~/.config/ferryman/hosts.yaml)",
+    )
+    ap.add_argument(
+        "--replay",
+        metavar="RECORDING",
+        help="console only: replay a recorded migration (no hosts needed)",
+    )
+    sub = ap.add_subparsers(dest="cmd")
+
+    lab = sub.add_parser("lab", help="the local lab: hosts in network namespaces on this machine")
+    lsub = lab.add_subparsers(dest="lab_cmd", required=True)
+    up = lsub.add_parser("up", help="start the lab (idempotent)")
+    up.add_argument("--hosts", dest="n", default="2", help="number of hosts, 1-8 (default 2)")
+    up.add_argument("--workload-mib", type=int, default=64, help="memory the workload holds (MiB)")
+    up.add_argument(
+        "--dirty-mib", type=float, default=4.0, help="MiB the workload rewrites per second"
+    )
+    lsub.add_parser("down", help="remove everything the lab made")
+    st = lsub.add_parser("status", help="what runs")
+    st.add_argument("--json", action="store_true")
+
+    hosts_opt = argparse.ArgumentParser(add_help=False)
+    hosts_opt.add_argument("--hosts", metavar="FILE", default=argparse.SUPPRESS, help="hosts file")
+    ps = sub.add_parser("ps", help="containers on every host", parents=[hosts_opt])
+    ps.add_argument("--json", action="store_true")
+    ck = sub.add_parser("check", help="preflight checks of hosts", parents=[hosts_opt])
+    ck.add_argument("host", nargs="*")
+    ck.add_argument("--json", action="store_true")
+    mg = sub.add_parser("migrate", help="move a container (no console)", parents=[hosts_opt])
+    mg.add_argument("container")
+    mg.add_argument("--to", required=True, dest="target")
+    mg.add_argument("--from", dest="source")
+    mg.add_argument(
+        "--strategy",
+        default="auto",
+        choices=["auto", "stop-and-copy", "pre-copy", "post-copy", "hybrid"],
+    )
+    mg.add_argument("--downtime-budget", type=parse_duration, default=0.3, metavar="300ms")
+    mg.add_argument(
+        "--keep-images", action="store_true", help="keep checkpoint images on both hosts"
+    )
+    mg.add_argument(
+        "--direct", action="store_true", help="stream host to host instead of through this machine"
+    )
+    mg.add_argument("--json", action="store_true", help="one JSON event per line")
+    hi = sub.add_parser("history", help="past migrations")
+    hi.add_argument("--json", action="store_true")
+    dr = sub.add_parser("doctor", help="explain a CRIU log")
+    dr.add_argument("log")
+    dr.add_argument("--json", action="store_true")
+
+    args = ap.parse_args(argv)
+    from ferryman import commands
+
+    if args.cmd is None:
+        commands.console(args)
+    elif args.cmd == "lab":
+        commands.lab(args)
+    elif args.cmd == "doctor":
+        commands.doctor(args)
+    elif args.cmd == "history":
+        commands.history(args)
+    else:
+        inv = load_inventory(args.hosts)
+        try:
+            asyncio.run(getattr(commands, args.cmd)(inv, args))
+        except KeyboardInterrupt:
+            _die("interrupted", 130)
+
+
+if __name__ == "__main__":
+    main()

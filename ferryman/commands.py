@@ -1,0 +1,235 @@
+"""The subcommands of `ferryman`, each a thin face on core/ (and lab/)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+
+import humanize
+
+from core import events as ev
+from core import journal
+from core.config import ConfigError, Inventory
+from core.inventory import listing
+from core.live import LiveBackend
+from core.models import MigrationRequest
+from core.preflight import pair_checks, run_checks
+from ferryman.cli import _die, load_inventory
+
+
+def console(args: argparse.Namespace) -> None:
+    from tui.app import FerrymanApp
+
+    if args.replay:
+        from core.replay import Recording, ReplayBackend
+
+        backend = ReplayBackend(Recording.load(args.replay))
+    else:
+        backend = LiveBackend(load_inventory(args.hosts))
+    FerrymanApp(backend).run()
+
+
+def lab(args: argparse.Namespace) -> None:
+    from lab import control
+    from lab.shell import LabError
+
+    try:
+        if args.lab_cmd == "up":
+            n = control.parse_host_count(args.n)
+            control.up(n, control.WorkloadSpec(mib=args.workload_mib, dirty_mib_s=args.dirty_mib))
+            print(f"lab: try `ferryman --hosts {control.HOSTS_FILE}`")
+        elif args.lab_cmd == "down":
+            control.down()
+        else:
+            st = control.status()
+            print(json.dumps(st, indent=1) if args.json else control.render_status(st))
+    except LabError as e:
+        _die(f"lab {args.lab_cmd}: {e}")
+
+
+async def ps(inv: Inventory, args: argparse.Namespace) -> None:
+    be = LiveBackend(inv)
+    try:
+        rows = await listing(be.fleet)
+    finally:
+        await be.close()
+    if args.json:
+        print(
+            json.dumps(
+                [{"host": asdict(h), "containers": [asdict(c) for c in cs]} for h, cs in rows],
+                indent=1,
+            )
+        )
+        return
+    now = time.time()
+    for h, cs in rows:
+        print(f"{h.name} ({h.address}): {h.state.value}" + (f" — {h.reason}" if h.reason else ""))
+        for c in cs:
+            up = humanize.naturaldelta(now - c.started_at) if c.started_at else "-"
+            mem = humanize.naturalsize(c.memory_bytes, binary=True) if c.memory_bytes else "-"
+            mark = "movable" if c.migratable else f"NOT movable: {c.why_not}"
+            print(
+                f"  {c.name:20} {c.short_id}  {c.image:28} {c.state:8} up {up:12} {mem:>10}  {mark}"
+            )
+
+
+async def check(inv: Inventory, args: argparse.Namespace) -> None:
+    names = args.host or [h.name for h in inv.hosts]
+    be = LiveBackend(inv)
+    try:
+        for n in names:
+            be.fleet[n]
+        reps = await run_checks(be.fleet, names)
+    except ConfigError as e:
+        _die(str(e))
+    finally:
+        await be.close()
+    checks = [c for r in reps for c in r.checks]
+    for a, b in zip(reps, reps[1:], strict=False):
+        checks += pair_checks(a, b)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "hosts": [{"host": r.host, "facts": asdict(r.facts)} for r in reps],
+                    "checks": [asdict(c) for c in checks],
+                },
+                indent=1,
+            )
+        )
+        return
+    for c in checks:
+        print(
+            f"{c.status.value.upper():4}  {c.host:12} {c.name:14} {c.reason}"
+            + (f"\n{'':33}fix: {c.fix}" if c.fix else "")
+        )
+
+
+async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
+    be = LiveBackend(inv)
+    try:
+        source = args.source or await _find(be, args.container)
+        req = MigrationRequest(
+            container=args.container,
+            source=source,
+            target=args.target,
+            strategy=args.strategy,
+            downtime_budget_s=args.downtime_budget,
+            keep_images=args.keep_images,
+            direct=args.direct,
+        )
+        try:
+            be.fleet[req.target]
+        except ConfigError as e:
+            _die(str(e))
+        ok = True
+        async for e in be.migrate(req):
+            if args.json:
+                print(e.to_json(), flush=True)
+            else:
+                _print_event(e)
+            if isinstance(e, ev.MigrationFailed):
+                ok = False
+    finally:
+        await be.close()
+    if not ok:
+        raise SystemExit(1)
+
+
+async def _find(be: LiveBackend, name: str) -> str:
+    rows = await listing(be.fleet)
+    where = [h.name for h, cs in rows for c in cs if name in (c.name, c.id, c.short_id)]
+    if not where:
+        down = [h.name for h, _ in rows if h.state.value != "up"]
+        _die(
+            f"no container {name!r} on any host"
+            + (f" (unreachable: {', '.join(down)})" if down else "")
+            + "; `ferryman ps` lists them"
+        )
+    if len(where) > 1:
+        _die(f"{name!r} exists on {', '.join(where)}: say which with --from")
+    return where[0]
+
+
+def _print_event(e: ev.Event) -> None:
+    if isinstance(e, ev.MigrationStarted):
+        print(
+            f"migrating {e.container}: {e.source} → {e.target}, {e.strategy} ({e.strategy_reason})"
+        )
+    elif isinstance(e, ev.PhaseStarted):
+        print(f"· {e.phase}")
+    elif isinstance(e, ev.LogLine) and e.stream in ("check", "ferryman", "error"):
+        print(f"    {e.host}: {e.text}")
+    elif isinstance(e, ev.Warning):
+        print(f"  ! {e.text}")
+    elif isinstance(e, ev.BytesMoved) and e.done:
+        print(
+            f"    {humanize.naturalsize(e.total_bytes, binary=True)} at {humanize.naturalsize(e.rate_bps, binary=True)}/s"
+        )
+    elif isinstance(e, ev.FreezeEnded):
+        print(
+            f"  freeze window {e.total_s * 1000:.0f} ms (dump {e.dump_s * 1000:.0f} + transfer "
+            f"{e.transfer_s * 1000:.0f} + restore {e.restore_s * 1000:.0f}), running on {e.where}"
+        )
+    elif isinstance(e, ev.RollbackStarted):
+        print(f"  rolling back: {e.reason}")
+    elif isinstance(e, ev.RollbackFinished):
+        print(f"  rolled back: running on {e.running_on}" + (f" ({e.detail})" if e.detail else ""))
+    elif isinstance(e, ev.MigrationFailed):
+        print(f"FAILED in {e.phase}: {e.cause}", file=sys.stderr)
+        if e.fix:
+            print(f"  fix: {e.fix}", file=sys.stderr)
+        for line in e.log_excerpt:
+            print(f"  | {line}", file=sys.stderr)
+        if e.log_path:
+            print(f"  log: {e.log_path} (ferryman doctor {e.log_path})", file=sys.stderr)
+    elif isinstance(e, ev.MigrationSucceeded):
+        gap = f", application saw {e.app_gap_s * 1000:.0f} ms" if e.app_gap_s is not None else ""
+        print(
+            f"done: {e.container} runs on {e.target}; freeze {e.freeze_s * 1000:.0f} ms{gap}, "
+            f"{humanize.naturalsize(e.bytes_moved, binary=True)} moved, {e.total_s:.1f} s in all"
+        )
+
+
+def history(args: argparse.Namespace) -> None:
+    entries = journal.load_all()
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=1))
+        return
+    if not entries:
+        print(f"no migrations yet (journal: {journal.journal_dir()})")
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.started))
+        fr = f"freeze {e.freeze.get('total_s', 0) * 1000:.0f} ms" if e.freeze else ""
+        print(
+            f"{when}  {e.migration_id}  {e.container:16} {e.source} → {e.target}  {e.strategy:13} "
+            f"{e.result:11} {fr}"
+            + (f"  ({e.cause})" if e.cause and e.result != "succeeded" else "")
+        )
+
+
+def doctor(args: argparse.Namespace) -> None:
+    from core import doctor as d
+
+    try:
+        with open(args.log, errors="replace") as f:
+            text = f.read()
+    except OSError as e:
+        _die(f"doctor: cannot read {args.log}: {e.strerror}")
+    diags = d.diagnose(text)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "log": args.log,
+                    "kind": d.detect_kind(text),
+                    "diagnoses": [x.to_dict() for x in diags],
+                },
+                indent=1,
+            )
+        )
+    else:
+        print(d.render_text(diags) if diags else f"{args.log}: no CRIU error found")
