@@ -1,0 +1,330 @@
+"""The console driven like a user would, on replayed recordings."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from textual.command import CommandPalette
+from textual.widgets import DataTable, Input, Static
+
+from core.events import MigrationFailed, RoundFinished
+from core.models import MigrationRequest
+from tui.app import FerrymanApp
+from tui.demo import FAILED_RESTORE, FIXED_NOW, PRECOPY, RECORDINGS, HoldBackend, replay
+from tui.screens.doctor import DoctorScreen, LogScreen, find_log, load_doctor
+from tui.screens.help import HelpScreen
+from tui.screens.history import HistoryScreen
+from tui.screens.hosts import HostsScreen
+from tui.screens.migrate_dialog import MigrateDialog
+from tui.screens.migration import MigrationScreen
+from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.freeze_timer import FreezeTimer
+from tui.widgets.log_pane import LogPane
+from tui.widgets.rounds_table import RoundsTable
+from tui.widgets.stepper import PhaseStepper
+
+SIZE = (140, 45)
+
+
+def make_app(backend) -> FerrymanApp:
+    return FerrymanApp(backend, clock=lambda: FIXED_NOW, refresh_s=0)
+
+
+async def wait_until(pilot, cond, timeout: float = 10.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def text_of(widget: Static) -> str:
+    return str(widget.render())
+
+
+def log_text(log) -> str:
+    return "\n".join(strip.text for strip in log.lines)
+
+
+async def hosts_ready(pilot) -> HostsScreen:
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, HostsScreen), what="hosts screen")
+    screen = app.screen
+    table = screen.query_one("#containers", DataTable)
+    await wait_until(pilot, lambda: table.row_count == 5, what="containers")
+    return screen
+
+
+async def test_navigate_filter_refresh_keeps_cursor():
+    app = make_app(replay(PRECOPY))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await hosts_ready(pilot)
+        table = screen.query_one("#containers", DataTable)
+        hosts_text = text_of(screen.query_one("#hosts", Static))
+        assert "soft-dirty → pre-copy ✓" in hosts_text
+        assert "host3" in hosts_text and "No route to host" in hosts_text
+        assert screen.selected_container().name == "cache-1"
+        await pilot.press("j")
+        assert screen.selected_container().name == "web-1"
+        await pilot.press("j", "j", "k")
+        assert screen.selected_container().name == "pg-main"
+
+        await pilot.press("/")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"nginx")
+        assert table.row_count == 1
+        await pilot.press("enter")
+        assert app.focused is table
+        assert screen.selected_container().name == "web-1"
+        await pilot.press("escape")  # clears the filter, keeps the cursor on web-1
+        assert table.row_count == 5
+        assert screen.selected_container().name == "web-1"
+
+        await pilot.press("r")
+        await wait_until(pilot, lambda: "refreshed" in text_of(screen.query_one("#status")))
+        await pilot.pause(0.05)
+        assert screen.selected_container().name == "web-1"
+
+        await pilot.press("j")  # pg-main cannot move: the dialog does not open
+        await pilot.press("m")
+        await pilot.pause(0.05)
+        assert isinstance(app.screen, HostsScreen)
+
+
+async def test_migrate_precopy_from_dialog_to_success():
+    app = make_app(replay(PRECOPY))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        await pilot.press("enter")  # cache-1
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrateDialog), what="dialog")
+        dialog = app.screen
+        await wait_until(pilot, lambda: dialog.checks is not None, what="preflight")
+        pre = text_of(dialog.query_one("#preflight", Static))
+        assert "✓ pass" in pre and "! warn" in pre and "✗ fail" in pre
+        assert "kernels differ" in pre
+        assert dialog.target == "host2"
+        assert "auto → pre-copy" in text_of(dialog.query_one("#auto-why", Static))
+        assert not dialog.query_one("#go").disabled  # host3's failure does not involve host2
+
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        msg = text_of(app.screen.query_one("#confirm-message", Static))
+        assert "cache-1" in msg and "host1" in msg and "host2" in msg
+        await pilot.press("y")
+
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrationScreen), what="live view")
+        view = app.screen
+        assert view.request == MigrationRequest("cache-1", "host1", "host2", downtime_budget_s=0.3)
+        await wait_until(pilot, lambda: view.progress.finished, what="the end of the migration")
+        await pilot.pause(0.15)
+        assert view.query_one(RoundsTable).row_count == 4
+        timer = view.query_one(FreezeTimer)
+        assert timer.figure == "0.212"
+        split = text_of(timer.query_one("#freeze-split", Static))
+        assert "dump 71 ms" in split and "transfer 64 ms" in split and "restore 77 ms" in split
+        assert "✓ moved" in text_of(view.query_one("#result", Static))
+        steps = text_of(view.query_one(PhaseStepper))
+        assert "✓ cleanup" in steps and "· lazy" in steps and "rollback" not in steps
+        log = log_text(view.query_one(LogPane))
+        assert "plan switch" in log and "predicted freeze 190 ms" in log
+        await pilot.press("escape")
+        assert isinstance(app.screen, HostsScreen)
+
+
+async def test_abort_mid_precopy_rolls_back():
+    backend = HoldBackend(
+        replay(PRECOPY), hold=lambda ev: isinstance(ev, RoundFinished) and ev.round == 2
+    )
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        app.start_migration(MigrationRequest("cache-1", "host1", "host2"))
+        await wait_until(pilot, lambda: backend.runs and backend.runs[0].held, what="round 2")
+        view = app.screen
+        assert isinstance(view, MigrationScreen)
+        await pilot.pause(0.15)
+        assert view.query_one(RoundsTable).row_count == 2
+        assert not view.progress.finished
+
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        assert "cache-1" in text_of(app.screen.query_one("#confirm-message", Static))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: view.progress.finished, what="rollback")
+        assert backend.runs[0].aborted
+        assert view.progress.rolled_back is not None
+        assert view.progress.rolled_back.running_on == "host1"
+        assert "✓ rollback" in text_of(view.query_one(PhaseStepper))
+        result = text_of(view.query_one("#result", Static))
+        assert "aborted by the user" in result and "runs on host1" in result
+        assert "ROLLBACK aborted by the user" in log_text(view.query_one(LogPane))
+        assert view.query_one(RoundsTable).row_count == 2
+
+
+async def test_escape_asks_before_aborting_and_no_keeps_going():
+    backend = HoldBackend(replay(PRECOPY), hold=lambda ev: isinstance(ev, RoundFinished))
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        app.start_migration(MigrationRequest("cache-1", "host1", "host2"))
+        await wait_until(pilot, lambda: backend.runs and backend.runs[0].held, what="round 1")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("n")
+        assert isinstance(app.screen, MigrationScreen)
+        assert not backend.runs[0].aborted
+
+
+async def test_failed_restore_opens_the_doctor():
+    app = make_app(replay(FAILED_RESTORE))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        app.start_migration(MigrationRequest("web-1", "host1", "host2"))
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrationScreen))
+        view = app.screen
+        await wait_until(pilot, lambda: view.progress.finished, what="failure")
+        await pilot.pause(0.15)
+        result = text_of(view.query_one("#result", Static))
+        assert "✗ failed at restore on host2" in result
+        assert "fix:" in result and "tcp-close" in result
+        steps = text_of(view.query_one(PhaseStepper))
+        assert "✗ restore" in steps and "rollback" in steps
+        log = log_text(view.query_one(LogPane))
+        assert "[not markup]" in log and "\x1b" not in log  # remote text stays inert
+
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DoctorScreen), what="doctor")
+        doc = app.screen
+        shown = text_of(doc.query_one("#diagnosis", Static))
+        diagnoses = load_doctor().diagnose(doc.source.text)
+        if diagnoses:
+            assert diagnoses[0].title in shown
+        else:
+            assert "refused to restore an established TCP connection" in shown
+        assert "Error (criu/sk-tcp.c:470)" in log_text(doc.query_one("#doctor-log"))
+
+        await pilot.press("c")
+        assert doc.command.startswith("ssh host2 docker start --checkpoint-dir")
+        assert app.clipboard == doc.command
+        assert doc.command in text_of(doc.query_one("#restore-cmd", Static))
+
+        await pilot.press("o")
+        await wait_until(pilot, lambda: isinstance(app.screen, LogScreen), what="full log")
+        await pilot.press("escape")
+        assert app.screen is doc
+
+        await pilot.press("k")
+        assert doc.keep_images
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, MigrationScreen) and app.screen is not view,
+            what="the retry",
+        )
+        assert app.screen.request.keep_images
+        assert [type(s).__name__ for s in app.screen_stack[1:]] == [
+            "HostsScreen",
+            "MigrationScreen",
+        ]
+
+
+async def test_doctor_reads_the_log_file():
+    log = RECORDINGS / "restore-failed.log"
+    failure = MigrationFailed(
+        phase="restore", cause="restore failed", host="host2", log_path=str(log), t=FIXED_NOW
+    )
+    app = make_app(replay(FAILED_RESTORE))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        request = MigrationRequest("web-1", "host1", "host2")
+        await app.push_screen(DoctorScreen(failure, request=request))
+        await wait_until(pilot, lambda: isinstance(app.screen, DoctorScreen))
+        doc = app.screen
+        assert doc.source.where == str(log)
+        error_lines = {e.line_no for e in doc.evidence}
+        text = log.read_text().splitlines()
+        sk_inet = next(i for i, line in enumerate(text, 1) if "sk-tcp.c" in line)
+        assert sk_inet in error_lines
+        diagnoses = load_doctor().diagnose(doc.source.text)
+        shown = text_of(doc.query_one("#diagnosis", Static))
+        for d in diagnoses[:1]:
+            assert d.title in shown
+        # Without a file, the excerpt in the event is what the doctor shows.
+        nofile = dataclasses.replace(
+            failure, log_path="/nonexistent/restore.log", log_excerpt=("Error: x",)
+        )
+        assert find_log(nofile, None).text == "Error: x"
+
+
+async def test_history_opens_a_past_migration_and_its_doctor():
+    app = make_app(replay(PRECOPY))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        await pilot.press("h")
+        await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        hist = app.screen
+        table = hist.query_one("#history", DataTable)
+        assert table.row_count == 2
+        assert "cause: CRIU on host2 refused" in text_of(hist.query_one("#history-detail", Static))
+        await pilot.press("j", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrationScreen))
+        view = app.screen
+        await pilot.pause(0.15)
+        assert view.query_one(RoundsTable).row_count == 4
+        assert view.query_one(FreezeTimer).figure == "0.212"
+        assert "✓ commit" in text_of(view.query_one(PhaseStepper))
+        assert "criu pre-dump" in log_text(view.query_one(LogPane))
+        await pilot.press("escape")
+        assert app.screen is hist
+        await pilot.press("k", "d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DoctorScreen))
+        assert app.screen.failure is not None and app.screen.failure.phase == "restore"
+        await pilot.press("escape", "escape")
+        assert isinstance(app.screen, HostsScreen)
+
+
+async def test_help_and_command_palette():
+    app = make_app(replay(PRECOPY))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        assert isinstance(app.screen, HostsScreen)
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await pilot.press(*"history", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")
+
+
+async def test_worker_errors_name_the_host_and_operation():
+    class Flaky:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        async def containers(self, host):
+            if host == "host2":
+                raise ConnectionResetError("ssh channel closed")
+            return await self.inner.containers(host)
+
+        async def preflight(self, request):
+            raise TimeoutError("criu check timed out")
+
+    app = make_app(Flaky(replay(PRECOPY)))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, HostsScreen))
+        screen = app.screen
+        table = screen.query_one("#containers", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 3, what="host1's containers")
+        assert "ssh channel closed" in text_of(screen.query_one("#hosts", Static))
+        await pilot.press("m")
+        await wait_until(pilot, lambda: app.errors, what="the preflight error")
+        assert app.errors == ["preflight on host1→host2: criu check timed out"]
+        assert "could not run" in text_of(app.screen.query_one("#preflight", Static))
