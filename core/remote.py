@@ -35,8 +35,10 @@ def all_of(*argvs: Argv) -> str:
     return " && ".join(quote(a) for a in argvs)
 
 
-def with_path(script: str) -> str:
-    return f"export PATH={PATH}; {script}"
+def path_export() -> str:
+    """Sets PATH for a remote command: a host may put its own tools first through
+    FERRYMAN_PATH_PREFIX (sshd's SetEnv/AcceptEnv); then the usual places, /usr/local first."""
+    return f'export PATH="${{FERRYMAN_PATH_PREFIX:+$FERRYMAN_PATH_PREFIX:}}{PATH}"; '
 
 
 def bash(script: str) -> list[str]:

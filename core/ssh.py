@@ -17,7 +17,7 @@ import asyncssh
 
 from core.config import HostSpec
 from core.models import HostState
-from core.remote import PATH
+from core.remote import path_export
 
 CONNECT_TIMEOUT_S = 5.0
 KEEPALIVE_S = 5.0
@@ -53,7 +53,7 @@ class CommandError(RuntimeError):
 
 
 def _short(cmd: str, n: int = 120) -> str:
-    cmd = cmd.removeprefix(f"export PATH={PATH}; ")
+    cmd = cmd.removeprefix(path_export())
     return cmd if len(cmd) <= n else cmd[: n - 1] + "…"
 
 
@@ -191,7 +191,7 @@ class HostConnection:
     ) -> Result:
         """Run one shell command (built by core.remote) and wait for it."""
         conn = await self.connect()
-        full = f"export PATH={PATH}; {command}"
+        full = path_export() + command
         try:
             p = await conn.run(
                 full, input=input, check=False, timeout=timeout, encoding="utf-8", errors="replace"
@@ -210,7 +210,7 @@ class HostConnection:
         """Start a command whose stdin/stdout the caller streams (bytes)."""
         conn = await self.connect()
         try:
-            return await conn.create_process(f"export PATH={PATH}; {command}", encoding=None)
+            return await conn.create_process(path_export() + command, encoding=None)
         except (asyncssh.Error, OSError) as e:
             self._mark_lost(e)
             raise HostError(self.name, HostState.UNREACHABLE, f"connection lost: {e}") from e

@@ -37,7 +37,7 @@ def answering(h: LabHost) -> bool:
 def start(h: LabHost, timeout: float = 60) -> None:
     if pid(h) and answering(h):
         return
-    for d in (h.data_root, h.exec_root):
+    for d in (h.data_root, h.exec_root, h.bin_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = in_ns(
         h.netns,
@@ -63,7 +63,7 @@ def start(h: LabHost, timeout: float = 60) -> None:
         stderr=log,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        env={**os.environ, "PATH": PATH},
+        env={**os.environ, "PATH": f"{h.bin_dir}:{PATH}"},
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

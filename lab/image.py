@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 from lab.engine import docker
@@ -38,8 +37,8 @@ APPLETS = [
 def workload_binary() -> Path:
     """Build the static workload once (cached next to the lab's state)."""
     out = STATE_DIR / "workload"
-    src = resources.files("lab") / "workload" / "workload.c"
-    if out.exists() and out.stat().st_mtime >= Path(str(src)).stat().st_mtime:
+    src = Path(__file__).parent / "workload" / "workload.c"
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
         return out
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     run(["gcc", "-O2", "-static", "-o", str(out), str(src)])

@@ -61,6 +61,12 @@ class LabHost:
         return self.run / "docker"
 
     @property
+    def bin_dir(self) -> Path:
+        """Comes first on this host's PATH (its sshd sessions and its dockerd): for
+        putting a host-specific tool in place, e.g. a failing `criu` in fault tests."""
+        return self.run / "bin"
+
+    @property
     def sshd_config(self) -> Path:
         return self.state / "sshd_config"
 

@@ -50,7 +50,7 @@ MaxSessions 64
 MaxStartups 64:30:128
 ClientAliveInterval 15
 Subsystem sftp /usr/lib/openssh/sftp-server
-SetEnv DOCKER_HOST=unix://{h.docker_socket} PATH={PATH} FERRYMAN_LAB_HOST={h.name}
+SetEnv DOCKER_HOST=unix://{h.docker_socket} FERRYMAN_PATH_PREFIX={h.bin_dir} FERRYMAN_LAB_HOST={h.name}
 """
     )
 

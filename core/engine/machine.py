@@ -150,7 +150,7 @@ class Migration:
 
     async def sh(self, host: Host, command: str, *, timeout: float = 300, what: str = "") -> str:
         """Run a command, logging it; CommandError becomes a MigrationError naming the host."""
-        self.log(host.name, "$ " + command.replace(f"export PATH={remote.PATH}; ", ""), "command")
+        self.log(host.name, "$ " + command, "command")
         try:
             r = await host.ssh.run(command, timeout=timeout)
         except CommandError as e:
