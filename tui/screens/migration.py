@@ -242,13 +242,17 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
                 style="green" if within else "yellow",
             )
             if p.budget_s:
-                width = 24
-                ratio = min(p.predicted_s / p.budget_s, 2.0)
-                fill = int(round(ratio * width / 2))
+                half = 12  # the bar spans twice the budget; ┃ marks the budget
+                fill = int(round(min(p.predicted_s / p.budget_s, 2.0) * half))
                 t.append("\n")
-                t.append("█" * fill, style="green" if within else "yellow")
-                t.append("░" * (width - fill), style="dim")
-                t.append(" │ budget at half", style="dim")
+                for i in range(2 * half):
+                    if i == half:
+                        t.append("┃", style="bold")
+                    t.append(
+                        "█" if i < fill else "░",
+                        style=("green" if within else "yellow") if i < fill else "dim",
+                    )
+                t.append("  ┃ budget", style="dim")
         if p.throttle:
             t.append(f"\nthrottle {p.throttle}%", style="yellow")
         if p.decisions:
