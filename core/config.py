@@ -94,7 +94,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _scalar(path: Path, key: str, node: yaml.Node, types: tuple[type, ...]) -> Any:
     loader = _StrictLoader("")
-    value = loader.construct_object(node, deep=True)
+    try:
+        value = loader.construct_object(node, deep=True)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{_where(path, node)}: {key!r}: {problem}") from None
     if isinstance(value, bool) or not isinstance(value, types):
         want = " or ".join("a mapping" if t is dict else t.__name__ for t in types)
         raise ConfigError(f"{_where(path, node)}: {key!r} must be {want}, not {value!r}")

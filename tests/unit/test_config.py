@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pytest
+
+from core.config import ConfigError, load
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "hosts.yaml"
+    p.write_text(text)
+    return p
+
+
+def err(tmp_path, text: str) -> str:
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, text))
+    return str(e.value)
+
+
+def test_a_good_file_loads_with_defaults(tmp_path):
+    inv = load(
+        write(
+            tmp_path,
+            "hosts:\n  - name: a\n    address: 10.0.0.1\n    key: ~/k\n"
+            "  - name: b\n    address: b.example\n    port: 2222\n    labels: {rack: 3}\n",
+        )
+    )
+    a, b = inv.hosts
+    assert a.port is None and a.docker_socket == "/var/run/docker.sock"
+    assert a.runc_root == "/var/run/docker/runtime-runc/moby"
+    assert not a.key.startswith("~")
+    assert b.port == 2222 and b.labels == {"rack": "3"}
+    assert inv.get("b") is b
+    with pytest.raises(ConfigError, match="hosts: a, b"):
+        inv.get("c")
+
+
+def test_unknown_key_names_line_and_suggests(tmp_path):
+    m = err(tmp_path, "hosts:\n  - name: a\n    address: x\n    prot: 22\n")
+    assert ":4: unknown key 'prot'" in m and "did you mean 'port'" in m
+
+
+def test_wrong_type_names_line_and_key(tmp_path):
+    m = err(tmp_path, "hosts:\n  - name: a\n    address: x\n    port: twenty\n")
+    assert ":4: 'port' must be int" in m
+
+
+def test_boolean_is_not_a_port(tmp_path):
+    assert "'port' must be int" in err(
+        tmp_path, "hosts:\n  - name: a\n    address: x\n    port: yes\n"
+    )
+
+
+def test_duplicate_names_and_keys(tmp_path):
+    m = err(tmp_path, "hosts:\n  - name: a\n    address: x\n  - name: a\n    address: y\n")
+    assert ":4: host name 'a' used twice (first at line 2)" in m
+    m = err(tmp_path, "hosts:\n  - name: a\n    address: x\n    address: y\n")
+    assert ":4:" in m and "'address' given twice" in m
+
+
+def test_missing_required_key(tmp_path):
+    assert "missing 'address'" in err(tmp_path, "hosts:\n  - name: a\n")
+
+
+def test_yaml_aliases_are_refused(tmp_path):
+    bomb = "a: &a [x, x]\nb: &b [*a, *a]\nhosts: *b\n"
+    assert "aliases" in err(tmp_path, bomb)
+
+
+def test_python_tags_do_not_run(tmp_path):
+    m = err(
+        tmp_path,
+        "hosts:\n  - name: !!python/object/apply:os.system ['echo pwned']\n    address: x\n",
+    )
+    assert "hosts.yaml:2: 'name'" in m and "could not determine a constructor" in m
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path):
+    p = tmp_path / "hosts.yaml"
+    p.write_text("# " + "x" * (2 << 20))
+    with pytest.raises(ConfigError, match="too big"):
+        load(p)
+
+
+def test_relative_socket_path_and_bad_port_and_bad_name(tmp_path):
+    assert "absolute path" in err(
+        tmp_path, "hosts:\n  - name: a\n    address: x\n    docker_socket: run/d.sock\n"
+    )
+    assert "not a TCP port" in err(
+        tmp_path, "hosts:\n  - name: a\n    address: x\n    port: 70000\n"
+    )
+    assert "letters, digits" in err(tmp_path, "hosts:\n  - name: 'a b;rm'\n    address: x\n")
+
+
+def test_not_yaml_and_empty(tmp_path):
+    assert "not valid YAML" in err(tmp_path, "hosts: [\n")
+    assert "empty" in err(tmp_path, "")
+    assert "unknown key 'host'" in err(tmp_path, "host:\n  - name: a\n")
+
+
+def test_the_example_file_loads():
+    from pathlib import Path
+
+    inv = load(Path(__file__).parents[2] / "hosts.example.yaml")
+    assert [h.name for h in inv.hosts] == ["web1", "web2"]

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from core.engine import heartbeat, twin
+from core.events import FreezeEnded, MigrationStarted, RoundFinished, event_from_json
+from core.journal import JournalEntry, load_all, new_entry
+
+
+def test_gap_and_continuity():
+    src = "workload: holding\nhb 10 1000000000000000000 ab\nhb 11 1000000000010000000 cd\n"
+    dst = "hb 12 1000000001510000000 ef\nhb 13 1000000001520000000 01\n"
+    g = heartbeat.gap(src, dst)
+    assert g is not None and g.continued
+    assert abs(g.seconds - 1.5) < 1e-9
+    restarted = heartbeat.gap(src, "hb 0 1000000001510000000 00\n")
+    assert restarted is not None and not restarted.continued
+    assert heartbeat.gap("no beats", dst) is None
+
+
+def test_twin_body_keeps_configuration_and_networks():
+    ins = {
+        "Name": "/web",
+        "Image": "sha256:abc",
+        "Config": {
+            "Image": "nginx:1",
+            "Cmd": ["nginx"],
+            "Env": ["A=1"],
+            "Labels": {"x": "y"},
+            "WorkingDir": "/srv",
+            "User": "www",
+            "Hostname": "abc123",
+        },
+        "HostConfig": {
+            "Binds": ["/data:/data"],
+            "RestartPolicy": {"Name": "always"},
+            "Memory": 1 << 28,
+            "ContainerIDFile": "/tmp/cid",
+            "NetworkMode": "appnet",
+        },
+        "NetworkSettings": {
+            "Networks": {"appnet": {"Aliases": ["web"], "IPAMConfig": None}, "bridge": {}}
+        },
+        "Mounts": [
+            {"Type": "volume", "Name": "v1", "Source": "/var/lib/docker/volumes/v1/_data"},
+            {"Type": "bind", "Source": "/data"},
+        ],
+    }
+    body = twin.create_body(ins)
+    assert body["Image"] == "nginx:1" and body["Cmd"] == ["nginx"] and body["Env"] == ["A=1"]
+    assert body["Hostname"] == "abc123" and body["User"] == "www" and body["WorkingDir"] == "/srv"
+    assert body["HostConfig"]["RestartPolicy"] == {"Name": "always"}
+    assert body["HostConfig"]["Memory"] == 1 << 28
+    assert "ContainerIDFile" not in body["HostConfig"]
+    assert body["NetworkingConfig"]["EndpointsConfig"] == {
+        "appnet": {"Aliases": ["web"], "IPAMConfig": None}
+    }
+    assert [v["Name"] for v in twin.named_volumes(ins)] == ["v1"]
+    assert ins["HostConfig"]["ContainerIDFile"] == "/tmp/cid"  # the inspect is not modified
+
+
+def test_events_round_trip_through_json():
+    r = RoundFinished(
+        round=2,
+        pages_scanned=10,
+        pages_skipped=4,
+        pages_written=6,
+        bytes_sent=24576,
+        duration_s=0.2,
+        frozen_s=0.01,
+        throughput_bps=1e8,
+        dirty_rate_bps=1e6,
+        predicted_freeze_s=0.21,
+    )
+    assert event_from_json(r.to_json()) == r
+
+
+def test_journal_records_and_reloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERRYMAN_STATE_DIR", str(tmp_path))
+    start = MigrationStarted(
+        migration_id="m1",
+        container="c",
+        source="a",
+        target="b",
+        strategy="stop-and-copy",
+        downtime_budget_s=0.3,
+    )
+    j = new_entry(start)
+    j.record(start)
+    j.record(FreezeEnded(total_s=1.0, dump_s=0.2, transfer_s=0.5, restore_s=0.3))
+    j.save()
+    (loaded,) = load_all()
+    assert isinstance(loaded, JournalEntry)
+    assert loaded.freeze == {"total_s": 1.0, "dump_s": 0.2, "transfer_s": 0.5, "restore_s": 0.3}
+    assert [type(e).__name__ for e in loaded.typed_events()] == ["MigrationStarted", "FreezeEnded"]
+    assert oct((tmp_path / "migrations").stat().st_mode & 0o777) == "0o700"
