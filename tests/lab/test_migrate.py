@@ -149,7 +149,8 @@ def test_failed_restore_rolls_back_to_the_source_with_the_criu_log(lab_hosts, wo
     assert after == list(range(counter_before, counter_before + len(after)))
     # The journal has the cause and the CRIU restore log, copied back to this machine.
     assert failed["log_path"].endswith("restore.log")
-    log = open(failed["log_path"]).read()
+    with open(failed["log_path"]) as f:
+        log = f.read()
     assert "Error" in log or "BUG" in log
     hist = json.loads(ferryman("history", "--json", hosts_file=None).stdout)
     entry = next(h for h in hist if h["migration_id"] == evs[0]["migration_id"])
