@@ -157,3 +157,21 @@ def take_lock(path: str, owner: str) -> list[str]:
         path,
         owner,
     ]
+
+
+def kill_pidfile(pidfile: str) -> list[str]:
+    """Stop the process named in `pidfile`, if it still runs."""
+    return [
+        "bash",
+        "-c",
+        '[ -r "$1" ] && kill "$(cat "$1")" 2>/dev/null; true',
+        "kill_pidfile",
+        pidfile,
+    ]
+
+
+def armed(script: str) -> str:
+    """`script`, run only once a first input line arrives (see core/engine/armed.py).
+    `read` takes its input a byte at a time from a pipe, so what follows the line
+    (a tar stream, say) is left for the command."""
+    return f"read -r _ || exit 125; {{ {script}\n}}"

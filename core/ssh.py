@@ -245,3 +245,22 @@ class HostConnection:
             self._conn.close()
             await self._conn.wait_closed()
         self._conn = None
+
+
+async def read_remote_file(host: HostConnection, path: str, limit: int = 1 << 20) -> bytes | None:
+    """A small remote file's bytes (base64 over the channel), or None if it cannot be read."""
+    import base64
+
+    from core.remote import quote
+
+    r = await host.run(
+        quote(["bash", "-c", 'head -c "$2" "$1" | base64 -w0', "read_file", path, str(limit)]),
+        check=False,
+        timeout=30,
+    )
+    if not r.ok or not r.stdout:
+        return None
+    try:
+        return base64.b64decode(r.stdout.strip())
+    except ValueError:
+        return None

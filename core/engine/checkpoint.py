@@ -22,6 +22,7 @@ def checkpoint_cmd(
     parent_path: str | None = None,
     pre_dump: bool = False,
     tcp_established: bool = False,
+    page_server: str | None = None,
 ) -> list[str]:
     args = ["checkpoint", "--image-path", image_path, "--work-path", work_path]
     if pre_dump:
@@ -30,6 +31,8 @@ def checkpoint_cmd(
         args += ["--parent-path", parent_path]
     if leave_running:
         args.append("--leave-running")
+    if page_server:
+        args += ["--page-server", page_server]
     if tcp_established:
         args.append("--tcp-established")
     argv = remote.runc(runc_root, *args, container_id)

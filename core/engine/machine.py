@@ -25,18 +25,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import criu_stats, remote
 from core import events as ev
-from core import remote
 from core.dockerapi import EngineError
 from core.engine import checkpoint, heartbeat, restore, twin
-from core.engine.transfer import Meter, relay
+from core.engine.armed import Armed
+from core.engine.page_stream import PageStream
+from core.engine.transfer import Meter, pipe, relay
 from core.events import Phase
 from core.fleet import Fleet, Host
 from core.journal import JournalEntry, journal_dir, new_entry
 from core.models import MigrationRequest
 from core.precopy_planner import choose_strategy
 from core.preflight import container_checks, host_report, pair_checks
-from core.ssh import CommandError, HostError
+from core.ssh import CommandError, HostError, read_remote_file
 
 IMPLEMENTED = ("stop-and-copy",)
 
@@ -74,8 +76,15 @@ class Ctx:
     transfer_s: float = 0.0
     restore_s: float = 0.0
     frozen_at: float | None = None  # monotonic
+    t_fire: float = 0.0  # the dump command fired
+    t_dump_end: float = 0.0
     source_log_tail: str = ""
     bytes_moved: int = 0
+    pages: PageStream | None = None  # memory streamed during the dump, when set up
+    meter: Meter | None = None
+    armed_dump: Armed | None = None
+    armed_streams: list[tuple[Armed, Armed]] = field(default_factory=list)
+    armed_restore: Armed | None = None
 
 
 def new_id() -> str:
@@ -150,7 +159,7 @@ class Migration:
 
     async def sh(self, host: Host, command: str, *, timeout: float = 300, what: str = "") -> str:
         """Run a command, logging it; CommandError becomes a MigrationError naming the host."""
-        self.log(host.name, "$ " + command, "command")
+        self.log(host.name, "$ " + command, "cmd")
         try:
             r = await host.ssh.run(command, timeout=timeout)
         except CommandError as e:
@@ -208,6 +217,14 @@ class Migration:
             await self._verify()
         except (MigrationError, Aborted, HostError, EngineError, CommandError) as e:
             await self._fail(e)
+            return
+        except Exception as e:  # a bug of ours: still roll back, and say what it was
+            await self._fail(
+                MigrationError(
+                    f"internal error in {self._phase.value}: {e!r}",
+                    "please report it with the journal entry",
+                )
+            )
             return
         self._committed = True
         await self._commit()
@@ -348,7 +365,41 @@ class Migration:
             tw = await self.dst.engine.inspect(c.twin_id) or {}
             c.twin_upper = ((tw.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
             self.log(self.dst.name, f"twin {c.name} created ({c.twin_id[:12]}), not started")
+            await self._open_page_stream()
+            await self._arm()
             del req
+
+    def _meter(self) -> Meter:
+        return Meter(
+            lambda total, rate, done: self.emit(
+                ev.BytesMoved(
+                    phase=Phase.TRANSFER.value, total_bytes=total, rate_bps=rate, done=done
+                )
+            )
+        )
+
+    async def _open_page_stream(self) -> None:
+        c = self.ctx
+        c.meter = self._meter()
+        stream = PageStream(self.src.ssh, self.dst.ssh, c.meter)
+        self._undo.append(("stop the page server", stream.close))
+        try:
+            await stream.open(f"{c.dst_dir}/img", f"{c.dst_dir}/work")
+        except Exception as e:  # noqa: BLE001 - streaming is an optimisation; tar still works
+            await stream.close()
+            self.emit(
+                ev.Warning(
+                    text=f"memory will be copied after the dump, not streamed during it "
+                    f"({e}); the freeze will be longer"
+                )
+            )
+            return
+        c.pages = stream
+        self.log(
+            "ferryman",
+            f"page server on {self.dst.name} 127.0.0.1:{stream.target_port}, "
+            f"reached from {self.src.name} 127.0.0.1:{stream.source_port} through this console",
+        )
 
     async def _ensure_image(self) -> None:
         c = self.ctx
@@ -379,93 +430,159 @@ class Migration:
                 host=self.dst.name,
             )
 
+    async def _arm(self) -> None:
+        """Start, before the freeze, every command the freeze will need (core/engine/armed.py)."""
+        c = self.ctx
+        c.checkpoint_name = f"fm-{self.id}"
+        dump = checkpoint.checkpoint_cmd(
+            runc_root=self.src.spec.runc_root,
+            container_id=c.container_id,
+            image_path=f"{c.src_dir}/img",
+            work_path=f"{c.src_dir}/work",
+            systemd_cgroup=c.src_systemd,
+            page_server=f"127.0.0.1:{c.pages.source_port}" if c.pages else None,
+        )
+        c.armed_dump = await Armed(self.src.ssh, remote.quote(dump)).start()
+        self._undo.append(("disarm the prepared commands", self._disarm))
+        streams: list[tuple[str, str]] = [(f"{c.src_dir}/img", f"{c.dst_dir}/img")]
+        graph = c.inspect.get("GraphDriver") or {}
+        upper = (graph.get("Data") or {}).get("UpperDir", "")
+        if upper and c.twin_upper:
+            streams.append((upper, c.twin_upper))
+        else:
+            self.emit(
+                ev.Warning(
+                    text=f"the writable layer is not moved (storage driver {graph.get('Name')})"
+                )
+            )
+        for v in twin.named_volumes(c.inspect):
+            dv = await self.dst.engine.call(lambda cl, n=v["Name"]: cl.api.inspect_volume(n))
+            streams.append((v["Source"], dv["Mountpoint"]))
+        for s, d in streams:
+            c.armed_streams.append(
+                (
+                    await Armed(self.src.ssh, remote.quote(remote.tar_create(s))).start(),
+                    await Armed(self.dst.ssh, remote.quote(remote.tar_extract(d))).start(),
+                )
+            )
+        script = restore.restore_script(
+            docker_socket=self.dst.spec.docker_socket,
+            data_root=c.dst_data_root,
+            container_id=c.twin_id,
+            name=c.checkpoint_name,
+            images_dir=f"{c.dst_dir}/img",
+            work_dir=f"{c.dst_dir}/work",
+        )
+        c.armed_restore = await Armed(self.dst.ssh, script).start()
+
+    async def _disarm(self) -> None:
+        c = self.ctx
+        for a in [c.armed_dump, c.armed_restore, *(x for pair in c.armed_streams for x in pair)]:
+            if a is not None:
+                a.disarm()
+
+    async def _fire(self, armed: Armed | None, what: str, log_path: str, log_name: str) -> None:
+        assert armed is not None
+        self.log(armed.host.name, "$ " + armed.command, "cmd")
+        try:
+            out = await armed.run()
+        except CommandError as e:
+            raise MigrationError(
+                f"{what} failed on {armed.host.name}: {e}",
+                host=armed.host.name,
+                log=await self._fetch(self.fleet[armed.host.name], log_path),
+                log_name=log_name,
+            ) from e
+        for line in out.splitlines()[-20:]:
+            self.log(armed.host.name, line, "output")
+
     async def _checkpoint(self) -> None:
         c = self.ctx
         async with self.phase(Phase.CHECKPOINT):
             c.source_log_tail = ""
-            c.checkpoint_name = f"fm-{self.id}"
-            cmd = checkpoint.checkpoint_cmd(
-                runc_root=self.src.spec.runc_root,
-                container_id=c.container_id,
-                image_path=f"{c.src_dir}/img",
-                work_path=f"{c.src_dir}/work",
-                systemd_cgroup=c.src_systemd,
-            )
             self.emit(ev.FreezeStarted())
             c.frozen_at = time.monotonic()
             self._save_ctx()
             self._undo.append(("resume the container on the source", self._resume_source))
-            t0 = time.monotonic()
-            try:
-                await self.sh(self.src, remote.quote(cmd), what="runc checkpoint")
-            except MigrationError as e:
-                e.log = await self._fetch(self.src, f"{c.src_dir}/work/dump.log")
-                e.log_name = "dump.log"
-                raise
-            c.dump_s = time.monotonic() - t0
-            # Docker notices the exit of the checkpointed process; the logs stay readable.
-            c.source_log_tail = await self._logs(self.src, c.container_id)
+            c.t_fire = time.monotonic()
+            await self._fire(
+                c.armed_dump, "runc checkpoint", f"{c.src_dir}/work/dump.log", "dump.log"
+            )
+            if c.pages is not None:
+                await c.pages.wait_done()
+            c.t_dump_end = time.monotonic()
+
+    async def _frozen_part_of_dump(self, wall_s: float) -> float:
+        """How much of the dump the container spent frozen: CRIU's own frozen_time.
+
+        runc and CRIU start up (and CRIU freezes the cgroup) before the freeze begins; the
+        wall time of the command would count that start-up as downtime.
+        """
+        c = self.ctx
+        data = await read_remote_file(self.src.ssh, f"{c.src_dir}/work/stats-dump")
+        try:
+            stats = criu_stats.parse_dump_stats(data) if data else None
+        except criu_stats.StatsError:
+            stats = None
+        if stats is None or not stats.frozen_time_us:
+            self.log(
+                self.src.name, "no CRIU dump statistics: the freeze counts the whole dump command"
+            )
+            return wall_s
+        frozen = min(wall_s, stats.frozen_time_s)
+        self.log(
+            self.src.name,
+            f"dump: {wall_s * 1000:.0f} ms in all, {frozen * 1000:.0f} ms frozen "
+            f"(CRIU: {stats.pages_written} pages written)",
+        )
+        return frozen
 
     async def _transfer(self) -> None:
         c = self.ctx
         async with self.phase(Phase.TRANSFER):
-            t0 = time.monotonic()
-            meter = Meter(
-                lambda total, rate, done: self.emit(
-                    ev.BytesMoved(
-                        phase=Phase.TRANSFER.value, total_bytes=total, rate_bps=rate, done=done
+            meter = c.meter or self._meter()
+            self._check_abort()
+            pipes = []
+            for out, into in c.armed_streams:
+                self.log(out.host.name, f"$ {out.command} | (relay) | {into.command}", "cmd")
+                p_in = into.fire()  # the newline first, then the stream
+                p_out = out.fire()
+                p_out.stdin.write_eof()
+                pipes.append(
+                    pipe(
+                        out.host.name,
+                        out.command,
+                        p_out,
+                        into.host.name,
+                        into.command,
+                        p_in,
+                        meter,
+                        lambda: self._aborted,
                     )
                 )
-            )
-            streams: list[tuple[str, str]] = [(f"{c.src_dir}/img", f"{c.dst_dir}/img")]
-            upper = ((c.inspect.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
-            if upper and c.twin_upper:
-                streams.append((upper, c.twin_upper))
-            else:
-                self.emit(
-                    ev.Warning(
-                        text=f"the writable layer is not moved (storage driver "
-                        f"{(c.inspect.get('GraphDriver') or {}).get('Name')})"
-                    )
-                )
-            for v in twin.named_volumes(c.inspect):
-                dv = await self.dst.engine.call(lambda cl, n=v["Name"]: cl.api.inspect_volume(n))
-                streams.append((v["Source"], dv["Mountpoint"]))
-            total = 0
-            for s, d in streams:
-                self._check_abort()
-                total += await relay(
-                    self.src.ssh,
-                    remote.quote(remote.tar_create(s)),
-                    self.dst.ssh,
-                    remote.quote(remote.tar_extract(d)),
-                    meter,
-                    lambda: self._aborted,
-                )
+            # In parallel: the streams share the link, and none waits for another's start.
+            await asyncio.gather(*pipes)
             meter.finish()
-            c.bytes_moved = total
-            c.transfer_s = time.monotonic() - t0
+            c.bytes_moved = meter.total
 
     async def _restore(self) -> None:
         c = self.ctx
         async with self.phase(Phase.RESTORE):
             self._undo.append(("stop the twin on the target", self._stop_twin))
             t0 = time.monotonic()
-            script = restore.restore_script(
-                docker_socket=self.dst.spec.docker_socket,
-                data_root=c.dst_data_root,
-                container_id=c.twin_id,
-                name=c.checkpoint_name,
-                images_dir=f"{c.dst_dir}/img",
-                work_dir=f"{c.dst_dir}/work",
+            await self._fire(
+                c.armed_restore,
+                "docker start --checkpoint",
+                f"{c.dst_dir}/work/restore.log",
+                "restore.log",
             )
-            try:
-                await self.sh(self.dst, script, what="docker start --checkpoint")
-            except MigrationError as e:
-                e.log = await self._fetch(self.dst, f"{c.dst_dir}/work/restore.log")
-                e.log_name = "restore.log"
-                raise
-            c.restore_s = time.monotonic() - t0
+            t_end = time.monotonic()
+            # The container runs again. Only now the bookkeeping that the freeze need not wait for.
+            if c.pages is not None:
+                await c.pages.close()
+            c.dump_s = await self._frozen_part_of_dump(c.t_dump_end - c.t_fire)
+            c.restore_s = t_end - t0
+            c.transfer_s = t0 - c.t_dump_end  # the streams, and whatever else ran in between
             self.emit(
                 ev.FreezeEnded(
                     total_s=c.dump_s + c.transfer_s + c.restore_s,
@@ -475,6 +592,8 @@ class Migration:
                     where=self.dst.name,
                 )
             )
+            # Docker noticed the exit of the checkpointed process; its logs stay readable.
+            c.source_log_tail = await self._logs(self.src, c.container_id)
 
     async def _verify(self) -> None:
         c = self.ctx
@@ -616,26 +735,39 @@ class Migration:
                 )
             return
         t0 = time.monotonic()
-        name = f"{c.checkpoint_name}-back"
-        script = restore.restore_script(
-            docker_socket=self.src.spec.docker_socket,
-            data_root=c.src_data_root,
-            container_id=c.container_id,
-            name=name,
-            images_dir=f"{c.src_dir}/img",
-            work_dir=f"{c.src_dir}/restore-work",
-        )
         try:
+            if c.pages is not None and c.t_dump_end:
+                # The dump streamed its memory to the target: bring the pages back first.
+                self.log(self.src.name, f"copying the memory pages back from {self.dst.name}")
+                await relay(
+                    self.dst.ssh,
+                    remote.quote(remote.tar_create(f"{c.dst_dir}/img")),
+                    self.src.ssh,
+                    remote.quote(remote.tar_extract(f"{c.src_dir}/img")),
+                    self._meter(),
+                    lambda: False,
+                )
+            name = f"{c.checkpoint_name}-back"
+            script = restore.restore_script(
+                docker_socket=self.src.spec.docker_socket,
+                data_root=c.src_data_root,
+                container_id=c.container_id,
+                name=name,
+                images_dir=f"{c.src_dir}/img",
+                work_dir=f"{c.src_dir}/restore-work",
+            )
             await self.sh(self.src, script, what="resuming from the source's checkpoint")
             await self._rm(
                 self.src, restore.checkpoint_folder(c.src_data_root, c.container_id, name)
             )
-        except MigrationError as e:
+        except (MigrationError, CommandError, HostError) as e:
             log = await self._fetch(self.src, f"{c.src_dir}/restore-work/restore.log")
-            self._keep_log("source-restore.log", log)
+            if log:
+                self._keep_log("source-restore.log", log)
+            why = e.cause if isinstance(e, MigrationError) else str(e)
             self.emit(
                 ev.Warning(
-                    text=f"could not resume {c.name} from its checkpoint ({e.cause}); "
+                    text=f"could not resume {c.name} from its checkpoint ({why}); "
                     "restarting it instead: its memory state is lost"
                 )
             )

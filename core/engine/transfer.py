@@ -11,6 +11,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import asyncssh
+
 from core.ssh import CommandError, HostConnection
 
 CHUNK = 1 << 20
@@ -52,13 +54,27 @@ async def relay(
     meter: Meter,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Pipe `src_cmd`'s stdout into `dst_cmd`'s stdin; raise CommandError if either fails.
+    """Start both commands now and pipe one into the other (see `pipe`)."""
+    p_out = await src.process(src_cmd)
+    p_in = await dst.process(dst_cmd)
+    return await pipe(src.name, src_cmd, p_out, dst.name, dst_cmd, p_in, meter, cancelled)
+
+
+async def pipe(
+    src_name: str,
+    src_cmd: str,
+    p_out: asyncssh.SSHClientProcess,
+    dst_name: str,
+    dst_cmd: str,
+    p_in: asyncssh.SSHClientProcess,
+    meter: Meter,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> int:
+    """Pipe `p_out`'s stdout into `p_in`'s stdin; raise CommandError if either fails.
 
     Returns the bytes this stream moved; the caller calls `meter.finish()` after its last stream.
     """
     moved = 0
-    p_out = await src.process(src_cmd)
-    p_in = await dst.process(dst_cmd)
     try:
         while True:
             if cancelled():
@@ -76,12 +92,12 @@ async def relay(
         p_out.kill()
         p_in.kill()
         raise
-    for host, cmd, r in ((src, src_cmd, r_out), (dst, dst_cmd, r_in)):
+    for host, cmd, r in ((src_name, src_cmd, r_out), (dst_name, dst_cmd, r_in)):
         if r.exit_status != 0:
             err = (
                 r.stderr.decode(errors="replace")
                 if isinstance(r.stderr, bytes)
                 else str(r.stderr or "")
             )
-            raise CommandError(host.name, cmd, r.exit_status, err)
+            raise CommandError(host, cmd, r.exit_status, err)
     return moved

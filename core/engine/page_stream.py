@@ -1,0 +1,124 @@
+"""Memory pages streamed to the target while CRIU dumps them (non-lazy page server).
+
+The target runs `criu page-server` bound to its own loopback; the source's CRIU (through
+`runc checkpoint --page-server`) connects to a loopback port on the source that sshd
+forwards to the console, which pipes it into a direct-tcpip channel to the target's page
+server. Both ends listen on loopback only, the bytes are encrypted by the two SSH
+connections, and no port is open to the network. The dump thus writes its pages
+straight into the target's image folder: the freeze no longer waits for a separate copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from dataclasses import dataclass
+
+import asyncssh
+
+from core import remote
+from core.engine.transfer import Meter
+from core.ssh import CommandError, HostConnection
+
+CHUNK = 1 << 20
+
+
+def page_server_cmd(images_dir: str, work_dir: str, port: int) -> list[str]:
+    return [
+        "criu",
+        "page-server",
+        "--images-dir",
+        images_dir,
+        "--work-dir",
+        work_dir,
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-o",
+        "page-server.log",
+        "-v4",
+        "--daemon",
+        "--pidfile",
+        f"{work_dir}/page-server.pid",
+    ]
+
+
+@dataclass
+class PageStream:
+    src: HostConnection
+    dst: HostConnection
+    meter: Meter
+    source_port: int = 0
+    target_port: int = 0
+    _listener: asyncssh.SSHListener | None = None
+    _pumps: list[asyncio.Task[None]] | None = None
+    work_dir: str = ""
+
+    async def open(self, images_dir: str, work_dir: str) -> None:
+        """Start the target's page server and the source's loopback listener."""
+        self.work_dir = work_dir
+        last: Exception | None = None
+        for _ in range(5):  # a random port may be taken: try a few
+            port = 20000 + secrets.randbelow(40000)
+            try:
+                await self.dst.run(
+                    remote.quote(page_server_cmd(images_dir, work_dir, port)), timeout=30
+                )
+            except CommandError as e:
+                last = e
+                continue
+            self.target_port = port
+            break
+        else:
+            raise last or RuntimeError("page server did not start")
+        conn = await self.src.connect()
+        self._pumps = []
+        self._listener = await conn.start_server(self._handler_factory, "127.0.0.1", 0)
+        self.source_port = self._listener.get_port()
+
+    def _handler_factory(self, _host: str, _port: int):  # noqa: ANN202 - asyncssh's callback shape
+        async def handle(reader: asyncssh.SSHReader, writer: asyncssh.SSHWriter) -> None:
+            dst = await self.dst.connect()
+            r2, w2 = await dst.open_connection("127.0.0.1", self.target_port)
+
+            async def pump(r: asyncssh.SSHReader, w: asyncssh.SSHWriter, metered: bool) -> None:
+                try:
+                    while data := await r.read(CHUNK):
+                        w.write(data)
+                        await w.drain()
+                        if metered:
+                            self.meter.add(len(data))
+                finally:
+                    with contextlib.suppress(Exception):
+                        w.write_eof()
+
+            t1 = asyncio.ensure_future(pump(reader, w2, True))
+            t2 = asyncio.ensure_future(pump(r2, writer, False))
+            assert self._pumps is not None
+            self._pumps += [t1, t2]
+            await asyncio.gather(t1, t2, return_exceptions=True)
+            w2.close()
+            writer.close()
+
+        return handle
+
+    async def wait_done(self, timeout: float = 30) -> None:
+        """Wait until every forwarded byte has reached the page server."""
+        if self._pumps:
+            await asyncio.wait_for(asyncio.gather(*self._pumps, return_exceptions=True), timeout)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for t in self._pumps or []:
+            t.cancel()
+        if self.work_dir:
+            # The page server exits once the dump disconnects; make sure of it.
+            await self.dst.run(
+                remote.quote(remote.kill_pidfile(f"{self.work_dir}/page-server.pid")),
+                check=False,
+                timeout=10,
+            )
