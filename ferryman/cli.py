@@ -63,9 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument(
         "--dirty-mib", type=float, default=4.0, help="MiB the workload rewrites per second"
     )
-    lsub.add_parser("down", help="remove everything the lab made")
+    vm_help = "the VM lab: QEMU guests with Debian's kernel (soft-dirty, lazy pages)"
+    up.add_argument("--vm", action="store_true", help=vm_help)
+    dn = lsub.add_parser("down", help="remove everything the lab made (both kinds)")
+    dn.add_argument("--vm", action="store_true", help="only the VM lab")
     st = lsub.add_parser("status", help="what runs")
     st.add_argument("--json", action="store_true")
+    st.add_argument("--vm", action="store_true", help="only the VM lab")
 
     hosts_opt = argparse.ArgumentParser(add_help=False)
     hosts_opt.add_argument("--hosts", metavar="FILE", default=argparse.SUPPRESS, help="hosts file")

@@ -33,19 +33,33 @@ def console(args: argparse.Namespace) -> None:
 
 
 def lab(args: argparse.Namespace) -> None:
-    from lab import control
+    from lab import control, vm
     from lab.shell import LabError
 
+    use_vm = getattr(args, "vm", False)
     try:
         if args.lab_cmd == "up":
             n = control.parse_host_count(args.n)
-            control.up(n, control.WorkloadSpec(mib=args.workload_mib, dirty_mib_s=args.dirty_mib))
-            print(f"lab: try `ferryman --hosts {control.HOSTS_FILE}`")
+            spec = control.WorkloadSpec(mib=args.workload_mib, dirty_mib_s=args.dirty_mib)
+            kind = vm if use_vm else control
+            kind.up(n, spec)
+            print(f"lab: try `ferryman --hosts {kind.HOSTS_FILE}`")
         elif args.lab_cmd == "down":
-            control.down()
+            vm_there = vm.present()
+            if vm_there:
+                vm.down()
+            if not use_vm and (control.present() or not vm_there):
+                control.down()
+        elif use_vm or (vm.present() and not control.present()):
+            st = vm.status()
+            print(json.dumps(st, indent=1) if args.json else vm.render_status(st))
         else:
             st = control.status()
-            print(json.dumps(st, indent=1) if args.json else control.render_status(st))
+            other = [vm.status()] if vm.present() else []
+            if args.json:
+                print(json.dumps({**st, "other_labs": other} if other else st, indent=1))
+            else:
+                print("\n".join([control.render_status(st), *map(vm.render_status, other)]))
     except LabError as e:
         _die(f"lab {args.lab_cmd}: {e}")
 

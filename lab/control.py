@@ -89,6 +89,11 @@ def existing_hosts() -> list[LabHost]:
     return [LabHost(i) for i in sorted(found)]
 
 
+def present() -> bool:
+    """Anything of the namespace lab on this machine (to take down or report)."""
+    return bool(existing_hosts()) or STATE_DIR.exists() or ok(["ip", "link", "show", BRIDGE])
+
+
 def write_hosts_file(hs: list[LabHost]) -> None:
     doc = {
         "hosts": [

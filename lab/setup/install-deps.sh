@@ -76,4 +76,34 @@ WRAP
   criu_ok || { echo "install-deps: the CRIU wrapper does not run: $("$WRAPPER" --version 2>&1 | head -3)" >&2; exit 1; }
 fi
 log "CRIU: $("$WRAPPER" --version | head -1)"
+
+# The soft-dirty VM lab (`ferryman lab up --vm`): QEMU, and Debian's 6.1 kernel unpacked
+# into a private prefix (never installed over this machine's boot): its vmlinuz boots the
+# guests, its modules are loaded in them.
+VMKERNEL=${FERRYMAN_VMKERNEL_PREFIX:-/opt/ferryman/vmkernel}
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  log "installing qemu-system-x86"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    qemu-system-x86 >/dev/null
+fi
+if ! ls "$VMKERNEL"/boot/vmlinuz-* >/dev/null 2>&1 || [ ! -f "$VMKERNEL/.complete" ]; then
+  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-6\.1/ {print $2; exit}')
+  if [ -z "$kpkg" ]; then
+    apt-get update -qq
+    kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6\.1/ {print $2; exit}')
+  fi
+  [ -n "$kpkg" ] || { echo "install-deps: no linux-image-6.1.0-*-amd64 package found" >&2; exit 1; }
+  log "unpacking $kpkg into $VMKERNEL (not installed as this machine's kernel)"
+  kwork=$(mktemp -d)
+  (cd "$kwork" && apt-get download "$kpkg" >/dev/null 2>&1)
+  rm -rf "$VMKERNEL"; mkdir -p "$VMKERNEL"
+  dpkg -x "$kwork"/*.deb "$VMKERNEL"
+  rm -rf "$kwork"
+  kver=$(basename "$(ls -d "$VMKERNEL"/lib/modules/*)")
+  depmod -b "$VMKERNEL" "$kver"
+  grep -q '^CONFIG_MEM_SOFT_DIRTY=y' "$VMKERNEL/boot/config-$kver" || \
+    { echo "install-deps: $kpkg has no CONFIG_MEM_SOFT_DIRTY" >&2; exit 1; }
+  echo "$kpkg" > "$VMKERNEL/.complete"
+fi
+log "VM kernel: $(cat "$VMKERNEL/.complete")"
 log "done"
