@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         "--keep-images", action="store_true", help="keep checkpoint images on both hosts"
     )
     mg.add_argument(
-        "--direct", action="store_true", help="stream host to host instead of through this machine"
+        "--direct", action="store_true", help="stream host to host (not available yet: refused)"
     )
     mg.add_argument("--json", action="store_true", help="one JSON event per line")
     hi = sub.add_parser("history", help="past migrations")

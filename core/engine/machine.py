@@ -256,6 +256,9 @@ class Migration:
 
     async def _preflight(self) -> None:
         req = self.req
+        if req.direct:
+            raise MigrationError("a direct host-to-host transfer is not available in this version",
+                                 "run without --direct: the data is relayed, encrypted by SSH, through this console")
         if req.source == req.target:
             raise MigrationError(f"{req.container} is already on {req.source}: pick another target")
         reps = await asyncio.gather(host_report(self.src), host_report(self.dst))
@@ -487,8 +490,9 @@ class Migration:
         try:
             out = await armed.run()
         except CommandError as e:
+            said = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
             raise MigrationError(
-                f"{what} failed on {armed.host.name}: {e}",
+                f"{what} failed on {armed.host.name}: {said[-1] if said else f'exit status {e.status}'}",
                 host=armed.host.name,
                 log=await self._fetch(self.fleet[armed.host.name], log_path),
                 log_name=log_name,

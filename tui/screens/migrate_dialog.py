@@ -135,7 +135,9 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
                     yield Input("300", id="budget", type="integer")
                     yield Label("Options", classes="label")
                     yield Checkbox("Keep checkpoint images", id="keep")
-                    yield Checkbox("Direct transfer (host to host)", id="direct")
+                    direct = Checkbox("Direct transfer (host to host)", id="direct", disabled=True)
+                    direct.tooltip = "not available yet: data is relayed, encrypted, through this console"
+                    yield direct
             yield Label("Preflight", classes="label")
             with VerticalScroll(id="preflight-box"):
                 yield Static(Text("waiting for a target…", style="dim"), id="preflight")
