@@ -48,12 +48,12 @@ def log_text(log) -> str:
     return "\n".join(strip.text for strip in log.lines)
 
 
-async def hosts_ready(pilot) -> HostsScreen:
+async def hosts_ready(pilot, containers: int = 5) -> HostsScreen:
     app = pilot.app
     await wait_until(pilot, lambda: isinstance(app.screen, HostsScreen), what="hosts screen")
     screen = app.screen
     table = screen.query_one("#containers", DataTable)
-    await wait_until(pilot, lambda: table.row_count == 5, what="containers")
+    await wait_until(pilot, lambda: table.row_count == containers, what="containers")
     return screen
 
 
@@ -328,3 +328,37 @@ async def test_worker_errors_name_the_host_and_operation():
         await wait_until(pilot, lambda: app.errors, what="the preflight error")
         assert app.errors == ["preflight on host1→host2: criu check timed out"]
         assert "could not run" in text_of(app.screen.query_one("#preflight", Static))
+
+
+async def test_replay_of_a_real_lab_migration_shows_its_freeze_window():
+    """Events recorded from a real stop-and-copy on the lab (scripts/record_migration.py)."""
+    import json
+
+    path = RECORDINGS / "lab-stop-and-copy.json"
+    recorded = json.loads(path.read_text())
+    done = next(e for e in recorded["events"] if e["kind"] == "succeeded")
+    app = make_app(replay(path))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot, containers=len(recorded["containers"]))
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrateDialog), what="dialog")
+        dialog = app.screen
+        await wait_until(pilot, lambda: dialog.checks is not None, what="preflight")
+        assert "auto → stop-and-copy" in text_of(dialog.query_one("#auto-why", Static))
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrationScreen), what="live view")
+        view = app.screen
+        await wait_until(pilot, lambda: view.progress.finished, what="the end of the migration")
+        await pilot.pause(0.15)
+        assert view.query_one(RoundsTable).row_count == 0  # stop-and-copy: no rounds
+        timer = view.query_one(FreezeTimer)
+        assert timer.figure == f"{done['freeze_s']:.3f}"
+        split = text_of(timer.query_one("#freeze-split", Static))
+        assert f"dump {done['dump_s'] * 1000:.0f} ms" in split
+        assert f"restore {done['restore_s'] * 1000:.0f} ms" in split
+        steps = text_of(view.query_one(PhaseStepper))
+        assert "✓ checkpoint" in steps and "✓ restore" in steps and "· precopy" in steps
+        log = log_text(view.query_one(LogPane))
+        assert "runc --root" in log and "docker" in log
