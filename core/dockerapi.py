@@ -96,6 +96,24 @@ class Engine:
 
         await self.call(rm)
 
+    async def volume(self, name: str) -> dict[str, Any] | None:
+        def get(c: docker.DockerClient) -> dict[str, Any] | None:
+            try:
+                return c.api.inspect_volume(name)
+            except docker.errors.NotFound:
+                return None
+
+        return await self.call(get)
+
+    async def create_volume(self, name: str, driver: str = "local") -> None:
+        await self.call(lambda c: c.api.create_volume(name=name, driver=driver))
+
+    async def remove_volume(self, name: str) -> None:
+        await self.call(lambda c: c.api.remove_volume(name, force=True))
+
+    async def has_network(self, name: str) -> bool:
+        return await self.call(lambda c: bool(c.api.networks(names=[name])))
+
     async def close(self) -> None:
         if self._client is not None:
             await asyncio.to_thread(self._client.close)

@@ -230,7 +230,7 @@ def event_from_dict(d: dict[str, Any]) -> Event:
     cls = EVENT_TYPES[d.pop("kind")]
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-    return cls(**kwargs)
+    return cls(**kwargs)  # type: ignore[arg-type]
 
 
 def event_from_json(line: str) -> Event:

@@ -291,7 +291,7 @@ async def container_checks(
         if n not in ("bridge", "none", "host")
     ]
     for n in nets:
-        exists = await dst.engine.call(lambda c, n=n: bool(c.api.networks(names=[n])))
+        exists = await dst.engine.has_network(n)
         out.append(
             CheckResult(
                 target,

@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ferryman lab up >/dev/null
-.venv/bin/ruff check core tui ferryman lab tests
+.venv/bin/ruff check core tui ferryman lab tests bench scripts
+.venv/bin/mypy core
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

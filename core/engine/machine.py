@@ -31,16 +31,17 @@ from core.dockerapi import EngineError
 from core.engine import checkpoint, heartbeat, restore, twin
 from core.engine.armed import Armed
 from core.engine.page_stream import PageStream
+from core.engine.precopy import RESTORE_ESTIMATE_S, Rounds
 from core.engine.transfer import Meter, pipe, relay
 from core.events import Phase
 from core.fleet import Fleet, Host
 from core.journal import JournalEntry, journal_dir, new_entry
 from core.models import MigrationRequest
-from core.precopy_planner import choose_strategy
+from core.precopy_planner import PlannerSettings, PrecopyPlanner, choose_strategy
 from core.preflight import container_checks, host_report, pair_checks
 from core.ssh import CommandError, HostError, read_remote_file
 
-IMPLEMENTED = ("stop-and-copy",)
+IMPLEMENTED = ("stop-and-copy", "pre-copy")
 
 
 class MigrationError(Exception):
@@ -85,6 +86,8 @@ class Ctx:
     armed_dump: Armed | None = None
     armed_streams: list[tuple[Armed, Armed]] = field(default_factory=list)
     armed_restore: Armed | None = None
+    rounds: Rounds | None = None
+    throttled: bool = False
 
 
 def new_id() -> str:
@@ -211,6 +214,8 @@ class Migration:
         try:
             await self._preflight()
             await self._prepare()
+            if self.strategy == "pre-copy":
+                await self._precopy()
             await self._checkpoint()
             await self._transfer()
             await self._restore()
@@ -257,8 +262,10 @@ class Migration:
     async def _preflight(self) -> None:
         req = self.req
         if req.direct:
-            raise MigrationError("a direct host-to-host transfer is not available in this version",
-                                 "run without --direct: the data is relayed, encrypted by SSH, through this console")
+            raise MigrationError(
+                "a direct host-to-host transfer is not available in this version",
+                "run without --direct: the data is relayed, encrypted by SSH, through this console",
+            )
         if req.source == req.target:
             raise MigrationError(f"{req.container} is already on {req.source}: pick another target")
         reps = await asyncio.gather(host_report(self.src), host_report(self.dst))
@@ -343,24 +350,7 @@ class Migration:
             await self._ensure_image()
             self._check_abort()
             for v in twin.named_volumes(c.inspect):
-                if await self.dst.engine.call(lambda cl, n=v["Name"]: _volume_exists(cl, n)):
-                    raise MigrationError(
-                        f"a volume named {v['Name']} already exists on {self.dst.name}",
-                        f"remove it there, or rename it, before moving {c.name}",
-                    )
-                await self.dst.engine.call(
-                    lambda cl, v=v: cl.volumes.create(
-                        name=v["Name"], driver=v.get("Driver") or "local"
-                    )
-                )
-                self._undo.append(
-                    (
-                        f"remove volume {v['Name']} on {self.dst.name}",
-                        lambda n=v["Name"]: self.dst.engine.call(
-                            lambda cl: cl.api.remove_volume(n, force=True)
-                        ),
-                    )
-                )
+                await self._create_volume(v["Name"], v.get("Driver") or "local")
             body = twin.create_body(c.inspect)
             c.twin_id = await self.dst.engine.create_raw(c.name, body)
             self._undo.append(("remove the twin on the target", self._remove_twin))
@@ -368,8 +358,8 @@ class Migration:
             tw = await self.dst.engine.inspect(c.twin_id) or {}
             c.twin_upper = ((tw.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
             self.log(self.dst.name, f"twin {c.name} created ({c.twin_id[:12]}), not started")
-            await self._open_page_stream()
-            await self._arm()
+            if self.strategy == "stop-and-copy":
+                await self._open_page_stream()
             del req
 
     def _meter(self) -> Meter:
@@ -404,6 +394,19 @@ class Migration:
             f"reached from {self.src.name} 127.0.0.1:{stream.source_port} through this console",
         )
 
+    async def _create_volume(self, name: str, driver: str) -> None:
+        if await self.dst.engine.volume(name) is not None:
+            raise MigrationError(
+                f"a volume named {name} already exists on {self.dst.name}",
+                f"remove it there, or rename it, before moving {self.ctx.name}",
+            )
+        await self.dst.engine.create_volume(name, driver)
+
+        async def undo() -> None:
+            await self.dst.engine.remove_volume(name)
+
+        self._undo.append((f"remove volume {name} on {self.dst.name}", undo))
+
     async def _ensure_image(self) -> None:
         c = self.ctx
         image_id, ref = c.inspect["Image"], c.inspect["Config"]["Image"]
@@ -433,6 +436,112 @@ class Migration:
                 host=self.dst.name,
             )
 
+    async def _precopy(self) -> None:
+        c, req = self.ctx, self.req
+        async with self.phase(Phase.PRECOPY):
+            planner = PrecopyPlanner(
+                PlannerSettings(
+                    downtime_budget_s=req.downtime_budget_s,
+                    max_rounds=req.max_rounds,
+                    max_total_s=req.max_precopy_s,
+                    converge_policy=req.converge_policy,
+                    restore_s=RESTORE_ESTIMATE_S,
+                )
+            )
+
+            async def run(host: Host, command: str, what: str) -> str:
+                return await self.sh(host, command, what=what)
+
+            c.rounds = Rounds(
+                self.src,
+                self.dst,
+                runc_root=self.src.spec.runc_root,
+                container_id=c.container_id,
+                src_dir=c.src_dir,
+                dst_dir=c.dst_dir,
+                systemd_cgroup=c.src_systemd,
+                planner=planner,
+                run=run,
+                meter=self._meter,
+            )
+            while True:
+                self._check_abort()
+                try:
+                    r = await c.rounds.round()
+                except MigrationError as e:
+                    e.log = await self._fetch(self.src, f"{c.src_dir}/prework{c.rounds.n}/dump.log")
+                    e.log_name = f"pre-dump-{c.rounds.n}.log"
+                    raise
+                st, d = r.stats, r.decision
+                self.emit(
+                    ev.RoundFinished(
+                        round=st.index,
+                        pages_scanned=st.pages_scanned,
+                        pages_skipped=st.pages_skipped_parent,
+                        pages_written=st.pages_written,
+                        bytes_sent=st.transfer_bytes,
+                        duration_s=st.duration_s,
+                        frozen_s=st.frozen_time_s,
+                        throughput_bps=st.throughput_bps or 0.0,
+                        dirty_rate_bps=r.dirty_rate_bps or 0.0,
+                        predicted_freeze_s=d.predicted_freeze_s or 0.0,
+                    )
+                )
+                self.emit(
+                    ev.Decision(
+                        action=d.action,
+                        reason=d.reason,
+                        predicted_freeze_s=d.predicted_freeze_s or 0.0,
+                        budget_s=req.downtime_budget_s,
+                        throttle_percent=d.throttle_percent,
+                    )
+                )
+                if d.throttle_percent and d.throttle_percent != self._throttle:
+                    await self._set_throttle(d.throttle_percent)
+                if d.action == "abort":
+                    raise MigrationError(
+                        f"pre-copy gave up: {d.reason}",
+                        "raise the downtime budget, or move it when it is quieter",
+                    )
+                if d.action == "postcopy":
+                    self.emit(
+                        ev.Warning(
+                            text="post-copy is not available in this version: switching over now"
+                        )
+                    )
+                if d.final:
+                    break
+            await self._set_throttle(0)
+
+    _throttle = 0
+
+    async def _set_throttle(self, percent: int) -> None:
+        """Throttle the source container's CPU (QEMU's auto-converge, through Docker's CPU limit)."""
+        c = self.ctx
+        hc = c.inspect.get("HostConfig") or {}
+        base = hc.get("NanoCpus") or 0
+        if not base:
+            info = await self.src.engine.info()
+            base = int(info.get("NCPU") or 1) * 10**9
+        nano = (
+            (hc.get("NanoCpus") or 0)
+            if percent == 0
+            else max(10**7, int(base * (100 - percent) / 100))
+        )
+        await self.src.engine.call(
+            lambda cl: cl.api._result(
+                cl.api._post_json(
+                    cl.api._url("/containers/{0}/update", c.container_id), data={"NanoCpus": nano}
+                ),
+                True,
+            )
+        )
+        if percent and not c.throttled:
+            c.throttled = True
+            self._undo.append(("remove the CPU throttle", lambda: self._set_throttle(0)))
+        self._throttle = percent
+        self.emit(ev.ThrottleChanged(percent=percent))
+
     async def _arm(self) -> None:
         """Start, before the freeze, every command the freeze will need (core/engine/armed.py)."""
         c = self.ctx
@@ -444,6 +553,7 @@ class Migration:
             work_path=f"{c.src_dir}/work",
             systemd_cgroup=c.src_systemd,
             page_server=f"127.0.0.1:{c.pages.source_port}" if c.pages else None,
+            parent_path=c.rounds.last_parent if c.rounds else None,
         )
         c.armed_dump = await Armed(self.src.ssh, remote.quote(dump)).start()
         self._undo.append(("disarm the prepared commands", self._disarm))
@@ -459,7 +569,11 @@ class Migration:
                 )
             )
         for v in twin.named_volumes(c.inspect):
-            dv = await self.dst.engine.call(lambda cl, n=v["Name"]: cl.api.inspect_volume(n))
+            dv = await self.dst.engine.volume(v["Name"])
+            if dv is None:
+                raise MigrationError(
+                    f"volume {v['Name']} vanished from {self.dst.name}", host=self.dst.name
+                )
             streams.append((v["Source"], dv["Mountpoint"]))
         for s, d in streams:
             c.armed_streams.append(
@@ -504,6 +618,7 @@ class Migration:
         c = self.ctx
         async with self.phase(Phase.CHECKPOINT):
             c.source_log_tail = ""
+            await self._arm()
             self.emit(ev.FreezeStarted())
             c.frozen_at = time.monotonic()
             self._save_ctx()
@@ -699,6 +814,8 @@ class Migration:
         self.emit(ev.PhaseStarted(phase=Phase.ROLLBACK.value))
         t0 = time.monotonic()
         problems = []
+        if not self._undo:
+            self.log("ferryman", "rollback: nothing had changed yet")
         while self._undo:
             label, undo = self._undo.pop()
             self.log("ferryman", f"rollback: {label}")
@@ -856,16 +973,6 @@ class Migration:
         p = d / name
         p.write_text(text)
         return str(p)
-
-
-def _volume_exists(cl: Any, name: str) -> bool:
-    import docker.errors
-
-    try:
-        cl.api.inspect_volume(name)
-        return True
-    except docker.errors.NotFound:
-        return False
 
 
 def _kill(cl: Any, cid: str) -> None:
