@@ -145,5 +145,19 @@ def unfinished() -> list[JournalEntry]:
     return [e for e in load_all() if e.result == "running"]
 
 
+def restore_estimate(target: str, default: float) -> float:
+    """The restore time measured by past migrations to `target` (median of the last 5),
+    for the pre-copy planner's prediction; `default` when there are none."""
+    past = [
+        e.freeze["restore_s"]
+        for e in load_all()
+        if e.target == target and e.result == "succeeded" and e.freeze.get("restore_s")
+    ][:5]
+    if not past:
+        return default
+    past.sort()
+    return float(past[len(past) // 2])
+
+
 def now() -> float:
     return time.time()

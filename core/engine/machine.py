@@ -35,7 +35,7 @@ from core.engine.precopy import RESTORE_ESTIMATE_S, Rounds
 from core.engine.transfer import Meter, pipe, relay
 from core.events import Phase
 from core.fleet import Fleet, Host
-from core.journal import JournalEntry, journal_dir, new_entry
+from core.journal import JournalEntry, journal_dir, new_entry, restore_estimate
 from core.models import MigrationRequest
 from core.precopy_planner import PlannerSettings, PrecopyPlanner, choose_strategy
 from core.preflight import container_checks, host_report, pair_checks
@@ -166,8 +166,10 @@ class Migration:
         try:
             r = await host.ssh.run(command, timeout=timeout)
         except CommandError as e:
+            said = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
+            last = said[-1] if said else f"exit status {e.status}"
             raise MigrationError(
-                f"{what or 'a command'} failed on {host.name}: {e}", host=host.name
+                f"{what or 'a command'} failed on {host.name}: {last}", host=host.name
             ) from e
         for line in (r.stdout + r.stderr).splitlines()[-20:]:
             self.log(host.name, line, "output")
@@ -254,6 +256,7 @@ class Migration:
                 restore_s=c.restore_s,
                 bytes_moved=c.bytes_moved,
                 app_gap_s=gap.seconds if gap else None,
+                rounds=c.rounds.n if c.rounds else 0,
             )
         )
 
@@ -445,7 +448,7 @@ class Migration:
                     max_rounds=req.max_rounds,
                     max_total_s=req.max_precopy_s,
                     converge_policy=req.converge_policy,
-                    restore_s=RESTORE_ESTIMATE_S,
+                    restore_s=restore_estimate(self.dst.name, RESTORE_ESTIMATE_S),
                 )
             )
 

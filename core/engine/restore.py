@@ -60,6 +60,7 @@ printf %s {q(conf)} > {q(CONF)}
 {remote.quote(remote.docker("start", "--checkpoint", name, container_id, socket=docker_socket))}
 """
     stage = remote.all_of(
+        ["mkdir", "-p", LOCK.rsplit("/", 1)[0]],
         remote.mkdir_private(folder, work_dir),
         ["cp", f"{images_dir}/descriptors.json", f"{folder}/descriptors.json"],
     )

@@ -92,3 +92,20 @@ def test_journal_records_and_reloads(tmp_path, monkeypatch):
     assert loaded.freeze == {"total_s": 1.0, "dump_s": 0.2, "transfer_s": 0.5, "restore_s": 0.3}
     assert [type(e).__name__ for e in loaded.typed_events()] == ["MigrationStarted", "FreezeEnded"]
     assert oct((tmp_path / "migrations").stat().st_mode & 0o777) == "0o700"
+
+
+def test_restore_estimate_is_the_median_of_recent_restores_to_that_target(tmp_path, monkeypatch):
+    from core.journal import restore_estimate
+
+    monkeypatch.setenv("FERRYMAN_STATE_DIR", str(tmp_path))
+    assert restore_estimate("h2", 0.4) == 0.4
+    for i, (target, restore_s, result) in enumerate(
+        [("h2", 1.0, "succeeded"), ("h2", 3.0, "succeeded"), ("h2", 2.0, "succeeded"),
+         ("h1", 9.0, "succeeded"), ("h2", 7.0, "rolled back")]
+    ):
+        j = JournalEntry(migration_id=f"m{i}", container="c", source="x", target=target,
+                         strategy="pre-copy", started=float(i), result=result)
+        j.freeze = {"total_s": restore_s, "dump_s": 0.0, "transfer_s": 0.0, "restore_s": restore_s}
+        j.save()
+    assert restore_estimate("h2", 0.4) == 2.0
+    assert restore_estimate("h1", 0.4) == 9.0
