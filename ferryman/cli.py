@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     mg.add_argument("--json", action="store_true", help="one JSON event per line")
     hi = sub.add_parser("history", help="past migrations")
     hi.add_argument("--json", action="store_true")
+    rc = sub.add_parser(
+        "recover", help="finish or roll back migrations whose console died", parents=[hosts_opt]
+    )
+    rc.add_argument("--yes", action="store_true", help="do it without asking")
     dr = sub.add_parser("doctor", help="explain a CRIU log")
     dr.add_argument("log")
     dr.add_argument("--json", action="store_true")

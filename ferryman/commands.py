@@ -208,6 +208,48 @@ def _print_event(e: ev.Event) -> None:
         )
 
 
+async def recover(inv: Inventory, args: argparse.Namespace) -> None:
+    from core.engine import recovery
+
+    pending = journal.unfinished()
+    if not pending:
+        print("nothing to recover: no unfinished migration in the journal")
+        return
+    be = LiveBackend(inv)
+    failed = False
+    try:
+        for entry in pending:
+            try:
+                be.fleet[entry.source], be.fleet[entry.target]
+            except ConfigError as e:
+                print(f"{entry.migration_id}: {e}", file=sys.stderr)
+                failed = True
+                continue
+            p = await recovery.plan(be.fleet, entry)
+            print(
+                f"{entry.migration_id}  {entry.container} {entry.source} → {entry.target} "
+                f"(stopped in {entry.phase or 'start'}): {p.reason}"
+            )
+            if p.action in ("busy", "nothing"):
+                if p.action == "nothing":
+                    entry.result = "recovered"
+                    entry.save()
+                continue
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    print("  not done: run with --yes to carry it out", file=sys.stderr)
+                    failed = True
+                    continue
+                if input("  do it? [y/N] ").strip().lower() not in ("y", "yes"):
+                    continue
+            where = await recovery.apply(be.fleet, entry, p, lambda t: print(f"    {t}"))
+            print(f"  done: {entry.container} runs on {where}")
+    finally:
+        await be.close()
+    if failed:
+        raise SystemExit(1)
+
+
 def history(args: argparse.Namespace) -> None:
     entries = journal.load_all()
     if args.json:

@@ -82,6 +82,7 @@ class Ctx:
     source_log_tail: str = ""
     bytes_moved: int = 0
     pages: PageStream | None = None  # memory streamed during the dump, when set up
+    pages_streamed: bool = False  # the dump's pages went to the target (kept in the journal)
     meter: Meter | None = None
     armed_dump: Armed | None = None
     armed_streams: list[tuple[Armed, Armed]] = field(default_factory=list)
@@ -190,6 +191,10 @@ class Migration:
                 "dst_dir": c.dst_dir,
                 "twin_id": c.twin_id,
                 "frozen": c.frozen_at is not None,
+                "dump_done": bool(c.t_dump_end),
+                "pages_streamed": c.pages_streamed,
+                "checkpoint_name": c.checkpoint_name,
+                "console_pid": os.getpid(),
             }
         )
         self.journal.save()
@@ -300,6 +305,8 @@ class Migration:
         self.journal = new_entry(start)
         self.journal.logs_dir = str(journal_dir() / self.id)
         self.emit(start)
+        self.ctx.container_id = cid
+        self._save_ctx()
         async with self.phase(Phase.PREFLIGHT):
             checks = [c for r in reps for c in r.checks] + pair_checks(*reps)
             if all(r.reachable for r in reps):
@@ -391,6 +398,7 @@ class Migration:
             )
             return
         c.pages = stream
+        c.pages_streamed = True
         self.log(
             "ferryman",
             f"page server on {self.dst.name} 127.0.0.1:{stream.target_port}, "
@@ -633,6 +641,7 @@ class Migration:
             if c.pages is not None:
                 await c.pages.wait_done()
             c.t_dump_end = time.monotonic()
+            self._save_ctx()
 
     async def _frozen_part_of_dump(self, wall_s: float) -> float:
         """How much of the dump the container spent frozen: CRIU's own frozen_time.
@@ -860,7 +869,7 @@ class Migration:
             return
         t0 = time.monotonic()
         try:
-            if c.pages is not None and c.t_dump_end:
+            if c.pages_streamed and c.t_dump_end:
                 # The dump streamed its memory to the target: bring the pages back first.
                 self.log(self.src.name, f"copying the memory pages back from {self.dst.name}")
                 await relay(

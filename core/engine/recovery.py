@@ -1,0 +1,153 @@
+"""Finishing or rolling back a migration whose console died (`ferryman recover`).
+
+The journal holds what the machine had done (the `ctx` records: the container, the
+twin, the image folders, whether the container was frozen and the dump complete).
+Recovery looks at where the container actually runs now and restores the invariant,
+exactly one copy running:
+
+- the twin runs on the target and the source copy does not → finish: remove the
+  source copy, clean up;
+- the source runs → roll back: remove the twin, clean up;
+- both run → the twin was never committed: stop and remove it;
+- neither runs → the source is resumed from its own checkpoint (or restarted, losing
+  its memory, when the checkpoint is gone) — or, when the source copy no longer exists,
+  the twin is started.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from core import events as ev
+from core import remote
+from core.engine.machine import Migration, _running
+from core.fleet import Fleet
+from core.journal import JournalEntry
+from core.models import MigrationRequest
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: str  # finish | rollback | resume | start-twin | nothing | busy
+    reason: str
+
+
+def last_ctx(entry: JournalEntry) -> dict[str, Any]:
+    ctxs = [e for e in entry.events if e.get("kind") == "ctx"]
+    return ctxs[-1] if ctxs else {}
+
+
+def console_alive(ctx: dict[str, Any]) -> bool:
+    pid = ctx.get("console_pid")
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    cmdline = f"/proc/{pid}/cmdline"
+    try:
+        with open(cmdline, "rb") as f:
+            return b"ferryman" in f.read()
+    except OSError:
+        return False
+
+
+async def _migration(fleet: Fleet, entry: JournalEntry) -> Migration:
+    req = MigrationRequest(
+        container=entry.container, source=entry.source, target=entry.target, strategy=entry.strategy
+    )
+    m = Migration(fleet, req, migration_id=entry.migration_id)
+    m.journal = entry
+    x = last_ctx(entry)
+    c = m.ctx
+    c.name = entry.container
+    c.container_id = x.get("container_id") or entry.container
+    c.twin_id = x.get("twin_id") or entry.target_twin
+    c.src_dir, c.dst_dir = x.get("src_dir", ""), x.get("dst_dir", "")
+    c.checkpoint_name = x.get("checkpoint_name") or entry.checkpoint_name
+    c.frozen_at = 0.0 if x.get("frozen") else None
+    c.t_dump_end = 1.0 if x.get("dump_done") else 0.0
+    c.pages_streamed = bool(x.get("pages_streamed"))
+    m._locked = True  # noqa: SLF001 - it died holding the lock
+    c.src_data_root = (await m.src.engine.info())["DockerRootDir"]
+    c.dst_data_root = (await m.dst.engine.info())["DockerRootDir"]
+    return m
+
+
+async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
+    x = last_ctx(entry)
+    if console_alive(x):
+        return Plan("busy", f"still in progress in process {x.get('console_pid')}")
+    m = await _migration(fleet, entry)
+    c = m.ctx
+    src_runs = await _running(m.src, c.container_id)
+    dst_runs = bool(c.twin_id) and await _running(m.dst, c.twin_id)
+    src_exists = await m.src.engine.inspect(c.container_id) is not None
+    if dst_runs and src_runs:
+        return Plan(
+            "rollback", f"two copies run: the uncommitted one on {entry.target} will be stopped"
+        )
+    if dst_runs:
+        return Plan(
+            "finish", f"{entry.container} runs on {entry.target}: the move will be finished"
+        )
+    if src_runs:
+        return Plan(
+            "rollback", f"{entry.container} runs on {entry.source}: the move will be undone"
+        )
+    if src_exists:
+        return Plan(
+            "resume",
+            f"{entry.container} runs nowhere: it will be resumed on {entry.source} "
+            "from its checkpoint",
+        )
+    if c.twin_id:
+        return Plan(
+            "start-twin",
+            f"{entry.container} runs nowhere and the source copy is gone: "
+            f"it will be started on {entry.target}",
+        )
+    return Plan("nothing", "nothing of this migration is left to recover")
+
+
+async def apply(fleet: Fleet, entry: JournalEntry, p: Plan, log: Callable[[str], None]) -> str:
+    """Carry out `p`; returns the host where the container runs afterwards."""
+    m = await _migration(fleet, entry)
+    c = m.ctx
+    m.emit = lambda e: log(e.text) if isinstance(e, ev.LogLine | ev.Warning) else None  # type: ignore[method-assign]
+    if p.action == "finish":
+        await m.src.engine.remove(c.container_id)
+        await m._cleanup()  # noqa: SLF001
+        where = entry.target
+    elif p.action == "rollback":
+        await m._stop_twin()  # noqa: SLF001
+        await m._remove_twin()  # noqa: SLF001
+        await m._cleanup()  # noqa: SLF001
+        where = entry.source
+    elif p.action == "resume":
+        await m._stop_twin()  # noqa: SLF001
+        await m._resume_source()  # noqa: SLF001
+        await m._remove_twin()  # noqa: SLF001
+        await m._cleanup()  # noqa: SLF001
+        where = entry.source
+    elif p.action == "start-twin":
+        await m.dst.ssh.run(
+            remote.quote(remote.docker("start", c.twin_id, socket=m.dst.spec.docker_socket))
+        )
+        await m._cleanup()  # noqa: SLF001
+        where = entry.target
+    else:
+        return entry.running_on
+    if c.dst_dir:
+        await m.dst.ssh.run(
+            remote.quote(remote.kill_pidfile(f"{c.dst_dir}/work/page-server.pid")), check=False
+        )
+    entry.result = "recovered"
+    entry.running_on = where
+    entry.cause = (entry.cause + "; " if entry.cause else "") + f"recovered: {p.reason}"
+    entry.save()
+    return where
