@@ -95,7 +95,10 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         yield LogPane(id="log")
         yield Footer()
 
+    _log: LogPane | None = None
+
     def on_mount(self) -> None:
+        self._log = self.query_one("#log", LogPane)
         self.query_one("#rounds-box").border_title = "pre-copy rounds"
         self.query_one("#log", LogPane).border_title = "log · remote commands and planner"
         self.show_summary()
@@ -137,7 +140,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             if len(self.recorded) > 20000:
                 del self.recorded[:5000]
         changed = self.progress.apply(ev, self.app.clock())  # type: ignore[attr-defined]
-        log = self.query_one("#log", LogPane)
+        log = self._log or self.query_one("#log", LogPane)
         if P.LOG in changed:
             log.queue(ev)
         if isinstance(ev, BytesMoved | LogLine):
@@ -172,7 +175,9 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
 
     def flush(self) -> None:
         """Redraw what high-rate events changed (called at most every REDRAW_S)."""
-        self.query_one("#log", LogPane).flush()
+        if self.app.screen is not self and not self.progress.finished:
+            return  # covered by another screen (help, a confirmation): catch up when back
+        (self._log or self.query_one("#log", LogPane)).flush()
         if not self._bytes_dirty:
             return
         self._bytes_dirty = False

@@ -46,7 +46,7 @@ class LogPane(RichLog):
     """
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(markup=False, highlight=False, wrap=False, max_lines=2000, **kwargs)
+        super().__init__(markup=False, highlight=False, wrap=False, max_lines=1000, **kwargs)
         self.pending: list[Text] = []
 
     def queue(self, ev: Event) -> bool:
@@ -59,7 +59,12 @@ class LogPane(RichLog):
     def flush(self) -> None:
         if not self.pending:
             return
-        lines, self.pending = self.pending[-500:], []
+        # At a redraw, only what can still be read: a flood of lines is summarised.
+        dropped = max(0, len(self.pending) - 200)
+        lines, self.pending = self.pending[-200:], []
+        if dropped:
+            self.write(Text(f"  … {dropped} lines not shown (the full log is in the journal)", style="dim"),
+                       scroll_end=False)
         for line in lines:
             self.write(line, scroll_end=False)
         self.scroll_end(animate=False)
