@@ -83,8 +83,11 @@ log "CRIU: $("$WRAPPER" --version | head -1)"
 VMKERNEL=${FERRYMAN_VMKERNEL_PREFIX:-/opt/ferryman/vmkernel}
 if ! command -v qemu-system-x86_64 >/dev/null; then
   log "installing qemu-system-x86"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    qemu-system-x86 >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null 2>&1 || {
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
+  }
 fi
 if ! ls "$VMKERNEL"/boot/vmlinuz-* >/dev/null 2>&1 || [ ! -f "$VMKERNEL/.complete" ]; then
   kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-6\.1/ {print $2; exit}')
