@@ -6,13 +6,16 @@ bridge fmbr1. The fixtures bring the lab up through `ferryman lab up --vm` when 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from lab import vm
+from lab.control import WorkloadSpec
 
 FERRYMAN = [sys.executable, "-m", "ferryman.cli"]
 
@@ -49,6 +52,20 @@ def vm_hosts(was_up) -> list[vm.VmHost]:
         p = ferryman("lab", "up", "--vm", "--hosts", "2")
         assert p.returncode == 0, f"lab up --vm failed: {p.stderr.strip()}\n{p.stdout}"
     return [vm.VmHost(1), vm.VmHost(2)]
+
+
+@pytest.fixture()
+def workload_on_host1(vm_hosts) -> vm.VmHost:
+    """`workload` runs on host1 and exists nowhere else (a migration may have moved it)."""
+    h1, *others = vm_hosts
+    for h in others:
+        gssh(h, "docker rm -f workload >/dev/null 2>&1 || true")
+    if gssh(h1, "docker inspect -f '{{.State.Running}}' workload", check=False) != "true":
+        gssh(h1, "docker rm -f workload >/dev/null 2>&1 || true")
+        spec = json.loads(vm.STATUS_FILE.read_text()).get("workload", {})
+        vm.start_workload(h1, WorkloadSpec(**spec))
+        time.sleep(1)
+    return h1
 
 
 def heartbeat(h: vm.VmHost, name: str = "workload") -> int:

@@ -42,8 +42,8 @@ def test_criu_has_dirty_tracking_in_each_guest(vm_hosts):
         assert "mem_dirty_track is supported" in out, out
 
 
-def test_workload_runs_on_host1_and_its_heartbeat_advances(vm_hosts):
-    h1 = vm_hosts[0]
+def test_workload_runs_on_host1_and_its_heartbeat_advances(workload_on_host1):
+    h1 = workload_on_host1
     state = gssh(h1, "docker inspect -f '{{.State.Running}} {{.Config.Image}}' workload")
     assert state == "true ferryman-lab/workload:1"
     first = heartbeat(h1)
@@ -51,9 +51,9 @@ def test_workload_runs_on_host1_and_its_heartbeat_advances(vm_hosts):
     assert heartbeat(h1) > first
 
 
-def test_pre_dump_rounds_shrink_on_the_workload(vm_hosts):
+def test_pre_dump_rounds_shrink_on_the_workload(workload_on_host1):
     """Soft-dirty really works: a second pre-dump round holds only what was rewritten."""
-    h1 = vm_hosts[0]
+    h1 = workload_on_host1
     d = f"{vm.GUEST_IMAGES_DIR}/test-predump"
     runc = f"runc --root {vm.GUEST_EXEC_ROOT}/runtime-runc/moby"
     script = f"""set -e
@@ -71,6 +71,13 @@ du -sk {d}/p1 {d}/p2 | cut -f1
     assert full > 32 * 1024, f"first round only {full} KiB"
     assert second < full / 2, f"second round {second} KiB of {full} KiB: no dirty tracking?"
     assert heartbeat(h1) > 0
+
+
+def test_guest_clocks_agree_with_this_machine(vm_hosts):
+    """Heartbeat gaps are measured across guests: their clocks must agree to a few ms."""
+    for h in vm_hosts:
+        offset = vm.sync_clock(h, adjust=False)
+        assert abs(offset) < 0.05, f"{h.name}'s clock is off by {offset:+.3f} s"
 
 
 def test_status_and_hosts_file_say_how_to_reach_each_guest(vm_hosts):
