@@ -28,8 +28,10 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-# root's home too: this machine's dotfiles (pyenv and the like) have no business here.
-for d in /var/lib/docker /var/lib/containerd /etc/docker /root; do
+# root's home too: this machine's dotfiles (pyenv and the like) have no business here;
+# and /etc/criu, where the migration engine puts runc.conf for the length of a restore on
+# this machine or in a guest: each host must see only its own.
+for d in /var/lib/docker /var/lib/containerd /etc/docker /etc/criu /root; do
   mkdir -p "$d" && mount -t tmpfs -o mode=700 tmpfs "$d"
 done
 [ -d /sys/kernel/debug ] && mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
