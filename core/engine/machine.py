@@ -68,6 +68,8 @@ class Ctx:
     src_data_root: str = ""
     dst_data_root: str = ""
     src_systemd: bool = False
+    src_cgroup: restore.CgroupLayout | None = None
+    dst_cgroup: restore.CgroupLayout | None = None
     src_dir: str = ""
     dst_dir: str = ""
     twin_id: str = ""
@@ -334,6 +336,8 @@ class Migration:
             self.ctx.src_data_root = si["DockerRootDir"]
             self.ctx.dst_data_root = di["DockerRootDir"]
             self.ctx.src_systemd = si.get("CgroupDriver") == "systemd"
+            self.ctx.src_cgroup = restore.CgroupLayout.from_info(si)
+            self.ctx.dst_cgroup = restore.CgroupLayout.from_info(di)
 
     async def _prepare(self) -> None:
         c, req = self.ctx, self.req
@@ -600,6 +604,7 @@ class Migration:
             name=c.checkpoint_name,
             images_dir=f"{c.dst_dir}/img",
             work_dir=f"{c.dst_dir}/work",
+            extra=c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else (),
         )
         c.armed_restore = await Armed(self.dst.ssh, script).start()
 
@@ -888,6 +893,7 @@ class Migration:
                 name=name,
                 images_dir=f"{c.src_dir}/img",
                 work_dir=f"{c.src_dir}/restore-work",
+                extra=c.src_cgroup.criu_options(c.container_id) if c.src_cgroup else (),
             )
             await self.sh(self.src, script, what="resuming from the source's checkpoint")
             await self._rm(

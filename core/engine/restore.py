@@ -12,11 +12,40 @@ the restore fails or the connection drops.
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
 from core import remote
 
 CONF = "/etc/criu/runc.conf"
 LOCK = "/run/lock/ferryman-runc-conf.lock"
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """Where an engine puts a container's cgroup, for CRIU's `cgroup-root` on restore.
+
+    On cgroup v2, runc (1.1) does not tell CRIU the new container's cgroup: the restored
+    tasks would land in the *source* container's path (recorded in the image), outside
+    the twin's cgroup, and the next checkpoint could not freeze them. So on v2 the CRIU
+    configuration names the twin's cgroup explicitly; on v1 runc maps each controller.
+    """
+
+    version: str  # "1" or "2"
+    driver: str  # cgroupfs | systemd
+
+    @classmethod
+    def from_info(cls, info: dict) -> CgroupLayout:
+        return cls(
+            str(info.get("CgroupVersion") or "1"), str(info.get("CgroupDriver") or "cgroupfs")
+        )
+
+    def path(self, container_id: str) -> str:
+        if self.driver == "systemd":
+            return f"/system.slice/docker-{container_id}.scope"
+        return f"/docker/{container_id}"
+
+    def criu_options(self, container_id: str) -> tuple[str, ...]:
+        return (f"cgroup-root {self.path(container_id)}",) if self.version == "2" else ()
 
 
 def checkpoint_folder(data_root: str, container_id: str, name: str) -> str:
