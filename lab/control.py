@@ -124,22 +124,24 @@ def start_workload(h: LabHost, spec: WorkloadSpec, name: str = WORKLOAD) -> None
         if p.stdout.decode().strip() == "true":
             return
         run(engine.docker(h, "rm", "-f", name))
-    run(
-        engine.docker(
-            h,
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--label",
-            "ferryman.lab=workload",
-            IMAGE,
-            "/workload",
-            str(spec.mib),
-            str(spec.dirty_mib_s),
-            str(spec.interval_ms),
-        )
-    )
+    run(engine.docker(h, *workload_run_args(spec, name)))
+
+
+def workload_run_args(spec: WorkloadSpec, name: str = WORKLOAD) -> list[str]:
+    """`docker run` arguments of the lab's workload container (both lab kinds)."""
+    return [
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        "ferryman.lab=workload",
+        IMAGE,
+        "/workload",
+        str(spec.mib),
+        str(spec.dirty_mib_s),
+        str(spec.interval_ms),
+    ]
 
 
 def up(n: int = 2, spec: WorkloadSpec | None = None, log=print) -> dict[str, Any]:

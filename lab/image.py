@@ -34,24 +34,19 @@ APPLETS = [
 ]
 
 
-def workload_binary() -> Path:
+def workload_binary(state_dir: Path = STATE_DIR) -> Path:
     """Build the static workload once (cached next to the lab's state)."""
-    out = STATE_DIR / "workload"
+    out = state_dir / "workload"
     src = Path(__file__).parent / "workload" / "workload.c"
     if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
         return out
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
     run(["gcc", "-O2", "-static", "-o", str(out), str(src)])
     return out
 
 
-def has_image(h: LabHost, image: str = IMAGE) -> bool:
-    return run(docker(h, "image", "inspect", image), check=False).returncode == 0
-
-
-def import_image(h: LabHost, image: str = IMAGE) -> None:
-    if has_image(h, image):
-        return
+def rootfs_tar(state_dir: Path = STATE_DIR) -> bytes:
+    """The image's root file system as a tar: busybox, a few applets, the workload."""
     if not BUSYBOX.exists():
         raise LabError("busybox-static is missing: run lab/setup/install-deps.sh")
     with tempfile.TemporaryDirectory() as d:
@@ -62,6 +57,20 @@ def import_image(h: LabHost, image: str = IMAGE) -> None:
         shutil.copy(BUSYBOX, root / "bin" / "busybox")
         for a in APPLETS:
             (root / "bin" / a).symlink_to("busybox")
-        shutil.copy(workload_binary(), root / "workload")
-        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
-        run(docker(h, "import", "--change", 'CMD ["/workload"]', "-", image), input=tar.stdout)
+        shutil.copy(workload_binary(state_dir), root / "workload")
+        return subprocess.run(
+            ["tar", "-C", str(root), "-c", "."], capture_output=True, check=True
+        ).stdout
+
+
+IMPORT_ARGS = ["import", "--change", 'CMD ["/workload"]', "-"]
+
+
+def has_image(h: LabHost, image: str = IMAGE) -> bool:
+    return run(docker(h, "image", "inspect", image), check=False).returncode == 0
+
+
+def import_image(h: LabHost, image: str = IMAGE) -> None:
+    if has_image(h, image):
+        return
+    run(docker(h, *IMPORT_ARGS, image), input=rootfs_tar())

@@ -5,25 +5,29 @@ from __future__ import annotations
 from lab.layout import BRIDGE, BRIDGE_ADDR, LabHost
 from lab.shell import in_ns, ok, run
 
-FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"]
+
+def forward_rule(bridge: str) -> list[str]:
+    return ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
 
 
-def bridge_up() -> None:
-    if not ok(["ip", "link", "show", BRIDGE]):
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
-    if BRIDGE_ADDR not in run(["ip", "-4", "addr", "show", BRIDGE]).stdout.decode():
-        run(["ip", "addr", "add", f"{BRIDGE_ADDR}/24", "dev", BRIDGE])
-    run(["ip", "link", "set", BRIDGE, "up"])
+def bridge_up(bridge: str = BRIDGE, address: str = BRIDGE_ADDR) -> None:
+    if not ok(["ip", "link", "show", bridge]):
+        run(["ip", "link", "add", bridge, "type", "bridge"])
+    if address not in run(["ip", "-4", "addr", "show", bridge]).stdout.decode():
+        run(["ip", "addr", "add", f"{address}/24", "dev", bridge])
+    run(["ip", "link", "set", bridge, "up"])
     # Once any dockerd has run, bridged traffic meets FORWARD's DROP policy.
-    if not ok(["iptables", "-C", *FORWARD_RULE]):
-        run(["iptables", "-I", *FORWARD_RULE])
+    rule = forward_rule(bridge)
+    if not ok(["iptables", "-C", *rule]):
+        run(["iptables", "-I", *rule])
 
 
-def bridge_down() -> None:
-    while ok(["iptables", "-C", *FORWARD_RULE]):
-        run(["iptables", "-D", *FORWARD_RULE])
-    if ok(["ip", "link", "show", BRIDGE]):
-        run(["ip", "link", "del", BRIDGE])
+def bridge_down(bridge: str = BRIDGE) -> None:
+    rule = forward_rule(bridge)
+    while ok(["iptables", "-C", *rule]):
+        run(["iptables", "-D", *rule])
+    if ok(["ip", "link", "show", bridge]):
+        run(["ip", "link", "del", bridge])
 
 
 def host_up(h: LabHost) -> None:

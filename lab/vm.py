@@ -19,7 +19,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from lab import vm_image
-from lab.control import CRIU, WorkloadSpec, parse_host_count, require_root
-from lab.image import APPLETS, BUSYBOX
+from lab import net, vm_image
+from lab.control import CRIU, WorkloadSpec, parse_host_count, require_root, workload_run_args
+from lab.image import IMPORT_ARGS, rootfs_tar
 from lab.layout import IMAGE, WORKLOAD
 from lab.shell import LabError, ok, run
 
@@ -49,7 +48,6 @@ HOSTS_FILE = STATE_DIR / "hosts.yaml"
 STATUS_FILE = STATE_DIR / "lab.json"
 INITRD = STATE_DIR / "initrd.img"
 STAGE2 = STATE_DIR / "stage2.sh"
-FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"]
 
 MEM_MIB = int(os.environ.get("FERRYMAN_VM_MEM_MIB", "2048"))
 CPUS = int(os.environ.get("FERRYMAN_VM_CPUS", "2"))
@@ -246,20 +244,11 @@ def write_known_hosts(hs: list[VmHost]) -> None:
 
 
 def bridge_up() -> None:
-    if not ok(["ip", "link", "show", BRIDGE]):
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
-    if BRIDGE_ADDR not in run(["ip", "-4", "addr", "show", BRIDGE]).stdout.decode():
-        run(["ip", "addr", "add", f"{BRIDGE_ADDR}/24", "dev", BRIDGE])
-    run(["ip", "link", "set", BRIDGE, "up"])
-    if not ok(["iptables", "-C", *FORWARD_RULE]):
-        run(["iptables", "-I", *FORWARD_RULE])
+    net.bridge_up(BRIDGE, BRIDGE_ADDR)
 
 
 def bridge_down() -> None:
-    while ok(["iptables", "-C", *FORWARD_RULE]):
-        run(["iptables", "-D", *FORWARD_RULE])
-    if ok(["ip", "link", "show", BRIDGE]):
-        run(["ip", "link", "del", BRIDGE])
+    net.bridge_down(BRIDGE)
 
 
 def tap_up(h: VmHost) -> None:
@@ -461,32 +450,10 @@ def write_hosts_file(hs: list[VmHost]) -> None:
     )
 
 
-def workload_binary() -> Path:
-    out = STATE_DIR / "workload"
-    src = Path(__file__).parent / "workload" / "workload.c"
-    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
-        return out
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    run(["gcc", "-O2", "-static", "-o", str(out), str(src)])
-    return out
-
-
 def import_image(h: VmHost, image: str = IMAGE) -> None:
     if docker(h, "image", "inspect", image, check=False).returncode == 0:
         return
-    if not BUSYBOX.exists():
-        raise LabError("busybox-static is missing: run lab/setup/install-deps.sh")
-    with tempfile.TemporaryDirectory() as d:
-        root = Path(d)
-        (root / "bin").mkdir()
-        (root / "tmp").mkdir(mode=0o1777)
-        (root / "data").mkdir()
-        shutil.copy(BUSYBOX, root / "bin" / "busybox")
-        for a in APPLETS:
-            (root / "bin" / a).symlink_to("busybox")
-        shutil.copy(workload_binary(), root / "workload")
-        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
-    docker(h, "import", "--change", 'CMD ["/workload"]', "-", image, input=tar.stdout)
+    docker(h, *IMPORT_ARGS, image, input=rootfs_tar(STATE_DIR))
 
 
 def start_workload(h: VmHost, spec: WorkloadSpec, name: str = WORKLOAD) -> None:
@@ -495,20 +462,7 @@ def start_workload(h: VmHost, spec: WorkloadSpec, name: str = WORKLOAD) -> None:
         if p.stdout.decode().strip() == "true":
             return
         docker(h, "rm", "-f", name)
-    docker(
-        h,
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--label",
-        "ferryman.lab=workload",
-        IMAGE,
-        "/workload",
-        str(spec.mib),
-        str(spec.dirty_mib_s),
-        str(spec.interval_ms),
-    )
+    docker(h, *workload_run_args(spec, name))
 
 
 # --- up / down / status ---------------------------------------------------------------
