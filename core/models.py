@@ -83,3 +83,4 @@ class MigrationRequest:
     max_rounds: int = 8
     max_precopy_s: float = 120.0
     converge_policy: str = "throttle"  # throttle | switch | postcopy
+    criu_options: tuple[str, ...] = ()  # e.g. ("--tcp-established",): core/engine/criu_options.py

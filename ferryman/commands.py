@@ -142,6 +142,7 @@ async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
             downtime_budget_s=args.downtime_budget,
             keep_images=args.keep_images,
             direct=args.direct,
+            criu_options=tuple(args.criu_opt),
         )
         try:
             be.fleet[req.target]

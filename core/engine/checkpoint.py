@@ -23,6 +23,7 @@ def checkpoint_cmd(
     pre_dump: bool = False,
     tcp_established: bool = False,
     page_server: str | None = None,
+    extra_flags: tuple[str, ...] = (),
 ) -> list[str]:
     args = ["checkpoint", "--image-path", image_path, "--work-path", work_path]
     if pre_dump:
@@ -35,6 +36,7 @@ def checkpoint_cmd(
         args += ["--page-server", page_server]
     if tcp_established:
         args.append("--tcp-established")
+    args += [f for f in extra_flags if f not in args]
     argv = remote.runc(runc_root, *args, container_id)
     if systemd_cgroup:
         argv.insert(1, "--systemd-cgroup")

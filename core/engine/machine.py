@@ -28,7 +28,7 @@ from typing import Any
 from core import criu_stats, remote
 from core import events as ev
 from core.dockerapi import EngineError
-from core.engine import checkpoint, heartbeat, restore, twin
+from core.engine import checkpoint, criu_options, heartbeat, restore, twin
 from core.engine.armed import Armed
 from core.engine.page_stream import PageStream
 from core.engine.precopy import RESTORE_ESTIMATE_S, Rounds
@@ -276,6 +276,10 @@ class Migration:
                 "a direct host-to-host transfer is not available in this version",
                 "run without --direct: the data is relayed, encrypted by SSH, through this console",
             )
+        try:
+            criu_options.validate(req.criu_options)
+        except criu_options.OptionError as e:
+            raise MigrationError(str(e), "drop the option, or pass one the list names") from None
         if req.source == req.target:
             raise MigrationError(f"{req.container} is already on {req.source}: pick another target")
         reps = await asyncio.gather(host_report(self.src), host_report(self.dst))
@@ -569,6 +573,7 @@ class Migration:
             systemd_cgroup=c.src_systemd,
             page_server=f"127.0.0.1:{c.pages.source_port}" if c.pages else None,
             parent_path=c.rounds.last_parent if c.rounds else None,
+            extra_flags=tuple(criu_options.dump_flags(self.req.criu_options)),
         )
         c.armed_dump = await Armed(self.src.ssh, remote.quote(dump)).start()
         self._undo.append(("disarm the prepared commands", self._disarm))
@@ -604,7 +609,8 @@ class Migration:
             name=c.checkpoint_name,
             images_dir=f"{c.dst_dir}/img",
             work_dir=f"{c.dst_dir}/work",
-            extra=c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else (),
+            extra=(c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else ())
+            + criu_options.config_lines(self.req.criu_options),
         )
         c.armed_restore = await Armed(self.dst.ssh, script).start()
 
@@ -893,7 +899,8 @@ class Migration:
                 name=name,
                 images_dir=f"{c.src_dir}/img",
                 work_dir=f"{c.src_dir}/restore-work",
-                extra=c.src_cgroup.criu_options(c.container_id) if c.src_cgroup else (),
+                extra=(c.src_cgroup.criu_options(c.container_id) if c.src_cgroup else ())
+                + criu_options.config_lines(self.req.criu_options),
             )
             await self.sh(self.src, script, what="resuming from the source's checkpoint")
             await self._rm(

@@ -85,6 +85,16 @@ def apply_option(request: MigrationRequest, option: str) -> tuple[MigrationReque
     opt = option.strip()
     if opt in STRATEGIES:
         return dataclasses.replace(request, strategy=opt), f"strategy {opt}"
+    from core.engine import criu_options
+
+    try:
+        criu_options.parse(opt)
+    except criu_options.OptionError:
+        pass
+    else:
+        if opt in request.criu_options:
+            return request, f"the same settings ({opt} was already given)"
+        return dataclasses.replace(request, criu_options=(*request.criu_options, opt)), f"CRIU option {opt}"
     name = opt.lstrip("-").replace("-", "_")
     fields = {f.name: f for f in dataclasses.fields(MigrationRequest)}
     if name in fields and isinstance(getattr(request, name), bool):
