@@ -28,7 +28,7 @@ from typing import Any
 from core import criu_stats, remote
 from core import events as ev
 from core.dockerapi import EngineError
-from core.engine import checkpoint, criu_options, heartbeat, restore, twin
+from core.engine import checkpoint, criu_options, heartbeat, postcopy, restore, twin
 from core.engine.armed import Armed
 from core.engine.page_stream import PageStream
 from core.engine.precopy import RESTORE_ESTIMATE_S, Rounds
@@ -41,7 +41,7 @@ from core.precopy_planner import PlannerSettings, PrecopyPlanner, choose_strateg
 from core.preflight import container_checks, host_report, pair_checks
 from core.ssh import CommandError, HostError, read_remote_file
 
-IMPLEMENTED = ("stop-and-copy", "pre-copy")
+IMPLEMENTED = ("stop-and-copy", "pre-copy", "post-copy")
 
 
 class MigrationError(Exception):
@@ -91,6 +91,8 @@ class Ctx:
     armed_restore: Armed | None = None
     rounds: Rounds | None = None
     throttled: bool = False
+    lazy_link: postcopy.LazyLink | None = None  # post-copy: the page link, source ↔ target
+    lazy_dump: postcopy.LazyDump | None = None  # post-copy: the serving dump process
 
 
 def new_id() -> str:
@@ -228,6 +230,8 @@ class Migration:
             await self._checkpoint()
             await self._transfer()
             await self._restore()
+            if self.strategy == "post-copy":
+                await self._lazy()
             await self._verify()
         except (MigrationError, Aborted, HostError, EngineError, CommandError) as e:
             await self._fail(e)
@@ -575,7 +579,10 @@ class Migration:
             parent_path=c.rounds.last_parent if c.rounds else None,
             extra_flags=tuple(criu_options.dump_flags(self.req.criu_options)),
         )
-        c.armed_dump = await Armed(self.src.ssh, remote.quote(dump)).start()
+        dump_cmd = remote.quote(dump)
+        if self.strategy == "post-copy":
+            dump_cmd = await self._arm_lazy()
+        c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()
         self._undo.append(("disarm the prepared commands", self._disarm))
         streams: list[tuple[str, str]] = [(f"{c.src_dir}/img", f"{c.dst_dir}/img")]
         graph = c.inspect.get("GraphDriver") or {}
@@ -610,8 +617,14 @@ class Migration:
             images_dir=f"{c.dst_dir}/img",
             work_dir=f"{c.dst_dir}/work",
             extra=(c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else ())
-            + criu_options.config_lines(self.req.criu_options),
+            + criu_options.config_lines(self.req.criu_options)
+            + (("lazy-pages",) if c.lazy_link is not None else ()),
         )
+        if c.lazy_link is not None:  # post-copy: the lazy-pages daemon first, a lazy restore
+            daemon = postcopy.lazy_daemon_cmd(
+                f"{c.dst_dir}/img", f"{c.dst_dir}/work", c.lazy_link.target_port
+            )
+            script = f"{remote.quote(daemon)} && {script}"
         c.armed_restore = await Armed(self.dst.ssh, script).start()
 
     async def _disarm(self) -> None:
@@ -646,9 +659,12 @@ class Migration:
             self._save_ctx()
             self._undo.append(("resume the container on the source", self._resume_source))
             c.t_fire = time.monotonic()
-            await self._fire(
-                c.armed_dump, "runc checkpoint", f"{c.src_dir}/work/dump.log", "dump.log"
-            )
+            if self.strategy == "post-copy":
+                await self._fire_lazy_dump()
+            else:
+                await self._fire(
+                    c.armed_dump, "runc checkpoint", f"{c.src_dir}/work/dump.log", "dump.log"
+                )
             if c.pages is not None:
                 await c.pages.wait_done()
             c.t_dump_end = time.monotonic()
@@ -722,7 +738,10 @@ class Migration:
             # The container runs again. Only now the bookkeeping that the freeze need not wait for.
             if c.pages is not None:
                 await c.pages.close()
-            c.dump_s = await self._frozen_part_of_dump(c.t_dump_end - c.t_fire)
+            if self.strategy == "post-copy":
+                c.dump_s = await self._frozen_part_of_lazy_dump(c.t_dump_end - c.t_fire)
+            else:
+                c.dump_s = await self._frozen_part_of_dump(c.t_dump_end - c.t_fire)
             c.restore_s = t_end - t0
             c.transfer_s = t0 - c.t_dump_end  # the streams, and whatever else ran in between
             self.emit(
@@ -795,6 +814,135 @@ class Migration:
         for h, d in ((self.src, c.src_dir), (self.dst, c.dst_dir)):
             if d:
                 await self._rm(h, d)
+
+    # --- post-copy (core/engine/postcopy.py) ---------------------------------------------
+
+    async def _arm_lazy(self) -> str:
+        """The page link (target loopback → source loopback) and the source's lazy dump."""
+        c = self.ctx
+        c.lazy_link = postcopy.LazyLink(self.src.ssh, self.dst.ssh, self._lazy_meter())
+        await c.lazy_link.open()
+        self._undo.append(("close the page link", c.lazy_link.close))
+        self.log(
+            "ferryman",
+            f"post-copy: {self.dst.name} 127.0.0.1:{c.lazy_link.target_port} will reach "
+            f"{self.src.name} 127.0.0.1:{c.lazy_link.source_port} through this console",
+        )
+        return postcopy.lazy_dump_script(
+            runc_root=self.src.spec.runc_root,
+            container_id=c.container_id,
+            image_path=f"{c.src_dir}/img",
+            work_path=f"{c.src_dir}/work",
+            port=c.lazy_link.source_port,
+            systemd_cgroup=c.src_systemd,
+        )
+
+    def _lazy_meter(self) -> Meter:
+        return Meter(lambda total, rate, done: None)  # reported by LazyProgress
+
+    async def _fire_lazy_dump(self) -> None:
+        c = self.ctx
+        assert c.armed_dump is not None
+        self.log(self.src.name, "$ " + c.armed_dump.command.strip(), "cmd")
+        proc = c.armed_dump.fire()
+        proc.stdin.write_eof()
+        c.lazy_dump = postcopy.LazyDump(proc)
+        # From here the source's tasks are held by the dump; bring them back before anything.
+        self._undo.append(("bring the container back from its frozen copy", self._rescue_source))
+        if not await c.lazy_dump.wait_ready():
+            raise MigrationError(
+                f"runc checkpoint --lazy-pages failed on {self.src.name} "
+                f"(status {c.lazy_dump.exit_status}): " + " ".join(c.lazy_dump.output[-3:]),
+                host=self.src.name,
+                log=await self._fetch(self.src, f"{c.src_dir}/work/dump.log"),
+                log_name="dump.log",
+            )
+        self.log(self.src.name, "the frozen container serves its memory (lazy page server up)")
+
+    async def _frozen_part_of_lazy_dump(self, wall_s: float) -> float:
+        log = await self._fetch(self.src, f"{self.ctx.src_dir}/work/dump.log")
+        frozen = postcopy.frozen_seconds(log)
+        return min(wall_s, frozen) if frozen is not None else wall_s
+
+    async def _lazy(self) -> None:
+        """The container runs on the target; its memory follows. At risk until done."""
+        c = self.ctx
+        assert c.lazy_link is not None and c.lazy_dump is not None
+        async with self.phase(Phase.LAZY):
+            self.emit(
+                ev.Warning(
+                    text=f"lazy phase: {c.name}'s memory is split between {self.src.name} and "
+                    f"{self.dst.name} until the last page arrives; losing either host or the "
+                    "link now loses the container"
+                )
+            )
+
+            def report(n: postcopy.PageCounts, total: int, rate: float, done: bool) -> None:
+                self.emit(
+                    ev.LazyProgress(
+                        pages_on_fault=n.on_fault,
+                        pages_prefetched=n.prefetched,
+                        total_bytes=total,
+                        rate_bps=rate,
+                        done=done,
+                    )
+                )
+
+            try:
+                res = await postcopy.watch(
+                    dump=c.lazy_dump,
+                    link=c.lazy_link,
+                    dst=self.dst.ssh,
+                    lazy_log=f"{c.dst_dir}/work/lazy-pages.log",
+                    report=report,
+                    aborted=lambda: self._aborted,
+                )
+            except InterruptedError as e:
+                raise Aborted(str(e)) from None
+            except RuntimeError as e:
+                raise MigrationError(
+                    f"the lazy phase failed: {e}",
+                    host=self.dst.name,
+                    log=await self._fetch(self.dst, f"{c.dst_dir}/work/lazy-pages.log"),
+                    log_name="lazy-pages.log",
+                ) from None
+            c.bytes_moved += res.bytes
+            self.log(
+                "ferryman",
+                f"lazy phase over in {res.seconds:.1f} s: {res.counts.copied} pages "
+                f"({res.counts.on_fault} on fault, {res.counts.prefetched} prefetched), "
+                f"{res.bytes} bytes; {c.name} is whole on {self.dst.name}",
+            )
+            # The source's tasks are gone (CRIU ended them): nothing to bring back there.
+            self._undo = [u for u in self._undo if u[1] != self._rescue_source]
+            await c.lazy_link.close()
+
+    async def _rescue_source(self) -> None:
+        """Rollback during post-copy: the twin is already stopped (the step before this one).
+        Stop the dump process, whose tasks then stay frozen with all their memory, and thaw
+        them: the container runs on the source again, never beside the twin."""
+        c = self.ctx
+        if c.lazy_dump is None:
+            return
+        out = await self.sh(
+            self.src,
+            remote.quote(
+                postcopy.rescue_script(
+                    self.src.spec.runc_root, c.container_id, c.lazy_dump.runc_pid
+                )
+            ),
+            what="bringing the container back from its frozen copy",
+        )
+        if c.lazy_link is not None:
+            await c.lazy_link.close()
+        status = out.strip().rsplit(" ", 1)[-1] if out.strip() else "gone"
+        if status == "running":
+            self.log(
+                self.src.name,
+                f"{c.name} runs on {self.src.name} again, from its frozen copy (memory intact)",
+            )
+        else:
+            self.log(self.src.name, f"the frozen copy of {c.name} is {status}", "error")
 
     # --- failure and rollback ------------------------------------------------------------
 
@@ -985,10 +1133,12 @@ class Migration:
     async def _logs(self, host: Host, cid: str, head: bool = False) -> str:
         def get(cl: Any) -> str:
             try:
-                raw = cl.api.logs(cid, stdout=True, stderr=False, tail=200)
+                # head: the first lines (a lazy phase may have run long since the restore)
+                raw = cl.api.logs(cid, stdout=True, stderr=False, tail="all" if head else 200)
             except Exception:  # noqa: BLE001 - logs are a courtesy for the gap measurement
                 return ""
-            return raw.decode(errors="replace")
+            text = raw.decode(errors="replace")
+            return "".join(text.splitlines(keepends=True)[:200]) if head else text
 
         return await host.engine.call(get)
 
