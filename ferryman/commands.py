@@ -97,7 +97,8 @@ async def check(inv: Inventory, args: argparse.Namespace) -> None:
     try:
         for n in names:
             be.fleet[n]
-        reps = await run_checks(be.fleet, names)
+        # `check` is asked for: it also tries a lazy transfer on each host (post-copy)
+        reps = await run_checks(be.fleet, names, lazy_trial_run=True)
     except ConfigError as e:
         _die(str(e))
     finally:

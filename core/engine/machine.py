@@ -286,7 +286,11 @@ class Migration:
             raise MigrationError(str(e), "drop the option, or pass one the list names") from None
         if req.source == req.target:
             raise MigrationError(f"{req.container} is already on {req.source}: pick another target")
-        reps = await asyncio.gather(host_report(self.src), host_report(self.dst))
+        trial = req.strategy in ("post-copy", "hybrid")  # lazy pages tried, not trusted
+        reps = await asyncio.gather(
+            host_report(self.src, lazy_trial_run=trial),
+            host_report(self.dst, lazy_trial_run=trial),
+        )
         try:
             strategy, why = choose_strategy(
                 req.strategy,
