@@ -917,9 +917,30 @@ class Migration:
                 f"({res.counts.on_fault} on fault, {res.counts.prefetched} prefetched), "
                 f"{res.bytes} bytes; {c.name} is whole on {self.dst.name}",
             )
-            # The source's tasks are gone (CRIU ended them): nothing to bring back there.
-            self._undo = [u for u in self._undo if u[1] != self._rescue_source]
+            # The source's tasks are gone (CRIU ended them) and its images lack the memory:
+            # from here a rollback can only restart the source container, and says so.
+            self._undo = [
+                (label, self._restart_source if undo == self._resume_source else undo)
+                for label, undo in self._undo
+                if undo != self._rescue_source
+            ]
             await c.lazy_link.close()
+
+    async def _restart_source(self) -> None:
+        c = self.ctx
+        self.emit(
+            ev.Warning(
+                text=f"{c.name}'s memory was only on {self.dst.name} after the lazy phase; "
+                f"restarting it on {self.src.name}: its memory state is lost"
+            )
+        )
+        await self.sh(
+            self.src,
+            remote.quote(
+                remote.docker("start", c.container_id, socket=self.src.spec.docker_socket)
+            ),
+            what="docker start",
+        )
 
     async def _rescue_source(self) -> None:
         """Rollback during post-copy: the twin is already stopped (the step before this one).

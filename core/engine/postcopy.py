@@ -31,6 +31,17 @@ breaks, the link holds the other end open, the twin is killed first, then the du
 process (SIGKILL: the tasks stay frozen, memory intact) and the container is thawed on
 the source (`runc resume`). If the dump process fails on its own (an error, not an end),
 CRIU resumes the source's tasks itself; the twin is killed as the first rollback step.
+
+Measured on the VM lab: without `address 127.0.0.1`, CRIU listened on 0.0.0.0, and a
+connection from another host that closed at once was logged as "Lazy pages transfer
+finished successfully": CRIU killed the container (exit 137) with its memory unsent.
+
+Limits: after the lazy phase the source's tasks are gone and its images hold no memory,
+so a later rollback can only restart the source container (said as a warning). If the
+console itself dies during the lazy phase, both SSH connections close: CRIU takes that
+for the end, and the twin runs on with the pages it had not received yet zero-filled;
+`ferryman recover` cannot repair that. Hybrid (pre-copy rounds, then a lazy switch) is
+not wired yet.
 """
 
 from __future__ import annotations
