@@ -94,8 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     mg.add_argument(
         "--direct", action="store_true", help="stream host to host (not available yet: refused)"
     )
-    mg.add_argument("--criu-opt", action="append", default=[], metavar="OPTION",
-                    help="an extra CRIU option, e.g. --criu-opt=--tcp-established (repeatable)")
+    mg.add_argument(
+        "--criu-opt",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="an extra CRIU option, e.g. --criu-opt=--tcp-established (repeatable)",
+    )
     mg.add_argument("--json", action="store_true", help="one JSON event per line")
     hi = sub.add_parser("history", help="past migrations")
     hi.add_argument("--json", action="store_true")

@@ -130,8 +130,10 @@ CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
     if not CONTAINER_NAME.match(args.container):
         where = args.source or "any host"
-        _die(f"{args.container[:80]!r} is not a valid container name or id (on {where}): Docker names are "
-             "letters, digits, '_', '.' and '-', starting with a letter or digit; `ferryman ps` lists them")
+        _die(
+            f"{args.container[:80]!r} is not a valid container name or id (on {where}): Docker names are "
+            "letters, digits, '_', '.' and '-', starting with a letter or digit; `ferryman ps` lists them"
+        )
     be = LiveBackend(inv)
     try:
         source = args.source or await _find(be, args.container)

@@ -322,6 +322,8 @@ class Migration:
         self.ctx.container_id = cid
         self._save_ctx()
         async with self.phase(Phase.PREFLIGHT):
+            if ins is not None and reps[0].reachable:
+                await self._refuse_if_locked(ins["Id"])
             checks = [c for r in reps for c in r.checks] + pair_checks(*reps)
             if all(r.reachable for r in reps):
                 checks += await container_checks(self.fleet, req.container, req.source, req.target)
@@ -1120,6 +1122,18 @@ class Migration:
 
     def _lock_path(self) -> str:
         return f"{self.src.spec.images_dir}/locks/{self.ctx.container_id}"
+
+    async def _refuse_if_locked(self, container_id: str) -> None:
+        """Say early, and by name, that another migration holds this container
+        (the lock itself is taken atomically in prepare)."""
+        path = f"{self.src.spec.images_dir}/locks/{container_id}"
+        r = await self.src.ssh.run(remote.quote(["cat", f"{path}/owner"]), check=False)
+        if r.ok:
+            raise MigrationError(
+                f"{self.req.container} on {self.src.name} is already being migrated ({r.stdout.strip()})",
+                "wait for it to finish, or run `ferryman recover` if that migration died",
+                host=self.src.name,
+            )
 
     async def _lock(self) -> None:
         path = self._lock_path()
