@@ -1,6 +1,7 @@
-"""Pre-copy against stop-and-copy on soft-dirty hosts (the VM lab), at several sizes.
+"""Pre-copy (or post-copy) against stop-and-copy on the VM lab's hosts, at several sizes.
 
     sudo .venv/bin/python -m bench.precopy_vs_stop_and_copy [--mib 128 512] [--dirty 0.25] [--runs 1]
+    sudo .venv/bin/python -m bench.precopy_vs_stop_and_copy --strategy post-copy --mib 128 1024
 
 For each size: a fresh workload on host1 is moved to host2 with pre-copy, then a fresh
 one of the same size with stop-and-copy, in the same run. Prints rounds, total time,
@@ -48,13 +49,15 @@ async def main() -> None:
     ap.add_argument("--budget", type=float, default=0.3)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--hosts-file", type=Path, default=VM_HOSTS)
+    ap.add_argument("--strategy", default="pre-copy", choices=["pre-copy", "post-copy"],
+                    help="the strategy to set against stop-and-copy")
     args = ap.parse_args()
     fl = fleet(args.hosts_file)
     src, dst = fl["host1"], fl["host2"]
     out: dict = {"dirty_mib_s": args.dirty, "budget_s": args.budget, "sizes": {}}
     try:
         for mib in args.mib:
-            res: dict[str, list[dict]] = {"pre-copy": [], "stop-and-copy": []}
+            res: dict[str, list[dict]] = {args.strategy: [], "stop-and-copy": []}
             for _ in range(args.runs):
                 for strategy in res:
                     await start_workload(src, NAME, mib, args.dirty, [dst])
@@ -78,16 +81,17 @@ async def main() -> None:
         for k, v in per.items():
             print(f"{mib:>5} {k:14} {v['runs'][0]['rounds']:>6} {fmt_s(v['total_s']['median']):>9} "
                   f"{fmt_s(v['freeze_s']['median']):>9} {fmt_s(v['gap_s']['median']):>9}")
-        pc, sc = per["pre-copy"], per["stop-and-copy"]
-        print(f"{'':>5} ratio pre-copy / stop-and-copy: freeze {pc['freeze_s']['median'] / sc['freeze_s']['median']:.2f}, "
+        pc, sc = per[args.strategy], per["stop-and-copy"]
+        print(f"{'':>5} ratio {args.strategy} / stop-and-copy: freeze {pc['freeze_s']['median'] / sc['freeze_s']['median']:.2f}, "
               f"gap {pc['gap_s']['median'] / sc['gap_s']['median']:.2f}")
     sizes = list(out["sizes"])
     if len(sizes) >= 2:
         a, b = out["sizes"][sizes[0]], out["sizes"][sizes[-1]]
-        for k in ("pre-copy", "stop-and-copy"):
+        for k in (args.strategy, "stop-and-copy"):
             g = b[k]["freeze_s"]["median"] / a[k]["freeze_s"]["median"]
             print(f"freeze growth {sizes[0]} → {sizes[-1]} MiB, {k}: ×{g:.2f}")
-    print(f"wrote {save('precopy_vs_stop_and_copy', out)}")
+    name = "precopy_vs_stop_and_copy" if args.strategy == "pre-copy" else "postcopy_vs_stop_and_copy"
+    print(f"wrote {save(name, out)}")
 
 
 if __name__ == "__main__":
