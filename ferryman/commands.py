@@ -237,12 +237,17 @@ async def recover(inv: Inventory, args: argparse.Namespace) -> None:
                 print(f"{entry.migration_id}: {e}", file=sys.stderr)
                 failed = True
                 continue
-            p = await recovery.plan(be.fleet, entry)
+            try:
+                p = await recovery.plan(be.fleet, entry)
+            except Exception as e:  # noqa: BLE001 - one broken entry must not stop the others
+                print(f"{entry.migration_id}: cannot look at it: {e}", file=sys.stderr)
+                failed = True
+                continue
             print(
                 f"{entry.migration_id}  {entry.container} {entry.source} → {entry.target} "
                 f"(stopped in {entry.phase or 'start'}): {p.reason}"
             )
-            if p.action in ("busy", "nothing"):
+            if p.action in ("busy", "nothing", "other-hosts"):
                 if p.action == "nothing":
                     entry.result = "recovered"
                     entry.save()
@@ -254,7 +259,15 @@ async def recover(inv: Inventory, args: argparse.Namespace) -> None:
                     continue
                 if input("  do it? [y/N] ").strip().lower() not in ("y", "yes"):
                     continue
-            where = await recovery.apply(be.fleet, entry, p, lambda t: print(f"    {t}"))
+            try:
+                where = await recovery.apply(be.fleet, entry, p, lambda t: print(f"    {t}"))
+            except Exception as e:  # noqa: BLE001
+                print(
+                    f"  failed: {e}; the journal entry stays open, run recover again",
+                    file=sys.stderr,
+                )
+                failed = True
+                continue
             print(f"  done: {entry.container} runs on {where}")
     finally:
         await be.close()

@@ -95,6 +95,15 @@ class Ctx:
     lazy_dump: postcopy.LazyDump | None = None  # post-copy: the serving dump process
 
 
+def process_start(pid: int) -> str:
+    """When a process started (clock ticks since boot): with the pid, it names one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
 def new_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
@@ -199,6 +208,9 @@ class Migration:
                 "pages_streamed": c.pages_streamed,
                 "checkpoint_name": c.checkpoint_name,
                 "console_pid": os.getpid(),
+                "console_started": process_start(os.getpid()),
+                "src_address": self.src.spec.address,
+                "dst_address": self.dst.spec.address,
             }
         )
         self.journal.save()

@@ -23,7 +23,7 @@ from typing import Any
 
 from core import events as ev
 from core import remote
-from core.engine.machine import Migration, _running
+from core.engine.machine import Migration, _running, process_start
 from core.fleet import Fleet
 from core.journal import JournalEntry
 from core.models import MigrationRequest
@@ -31,7 +31,7 @@ from core.models import MigrationRequest
 
 @dataclass(frozen=True)
 class Plan:
-    action: str  # finish | rollback | resume | start-twin | nothing | busy
+    action: str  # finish | rollback | resume | start-twin | nothing | busy | other-hosts
     reason: str
 
 
@@ -41,19 +41,12 @@ def last_ctx(entry: JournalEntry) -> dict[str, Any]:
 
 
 def console_alive(ctx: dict[str, Any]) -> bool:
+    """Whether the process that ran the migration still runs (same pid, same start time)."""
     pid = ctx.get("console_pid")
     if not pid or pid == os.getpid():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    cmdline = f"/proc/{pid}/cmdline"
-    try:
-        with open(cmdline, "rb") as f:
-            return b"ferryman" in f.read()
-    except OSError:
-        return False
+    started = process_start(int(pid))
+    return bool(started) and started == ctx.get("console_started", started)
 
 
 async def _migration(fleet: Fleet, entry: JournalEntry) -> Migration:
@@ -82,6 +75,14 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
     x = last_ctx(entry)
     if console_alive(x):
         return Plan("busy", f"still in progress in process {x.get('console_pid')}")
+    for role, name in (("src", entry.source), ("dst", entry.target)):
+        was, now = x.get(f"{role}_address"), fleet[name].spec.address
+        if was and was != now:
+            return Plan(
+                "other-hosts",
+                f"recorded against other hosts ({name} was {was}, here it is {now}): "
+                "run `ferryman recover` with that hosts file",
+            )
     m = await _migration(fleet, entry)
     c = m.ctx
     src_runs = await _running(m.src, c.container_id)
