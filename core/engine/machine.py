@@ -41,7 +41,8 @@ from core.precopy_planner import PlannerSettings, PrecopyPlanner, choose_strateg
 from core.preflight import container_checks, host_report, pair_checks
 from core.ssh import CommandError, HostError, read_remote_file
 
-IMPLEMENTED = ("stop-and-copy", "pre-copy", "post-copy")
+IMPLEMENTED = ("stop-and-copy", "pre-copy", "post-copy", "hybrid")
+LAZY = ("post-copy", "hybrid")  # the strategies that end with a lazy restore
 
 
 class MigrationError(Exception):
@@ -237,12 +238,12 @@ class Migration:
         try:
             await self._preflight()
             await self._prepare()
-            if self.strategy == "pre-copy":
+            if self.strategy in ("pre-copy", "hybrid"):
                 await self._precopy()
             await self._checkpoint()
             await self._transfer()
             await self._restore()
-            if self.strategy == "post-copy":
+            if self.strategy in LAZY:
                 await self._lazy()
             await self._verify()
         except (MigrationError, Aborted, HostError, EngineError, CommandError) as e:
@@ -485,7 +486,10 @@ class Migration:
                     downtime_budget_s=req.downtime_budget_s,
                     max_rounds=req.max_rounds,
                     max_total_s=req.max_precopy_s,
-                    converge_policy=req.converge_policy,
+                    converge_policy="postcopy"
+                    if self.strategy == "hybrid"
+                    else req.converge_policy,
+                    postcopy_allowed=self.strategy == "hybrid",
                     restore_s=restore_estimate(self.dst.name, RESTORE_ESTIMATE_S),
                 )
             )
@@ -544,7 +548,7 @@ class Migration:
                         f"pre-copy gave up: {d.reason}",
                         "raise the downtime budget, or move it when it is quieter",
                     )
-                if d.action == "postcopy":
+                if d.action == "postcopy" and self.strategy != "hybrid":
                     self.emit(
                         ev.Warning(
                             text="post-copy is not available in this version: switching over now"
@@ -598,7 +602,7 @@ class Migration:
             extra_flags=tuple(criu_options.dump_flags(self.req.criu_options)),
         )
         dump_cmd = remote.quote(dump)
-        if self.strategy == "post-copy":
+        if self.strategy in LAZY:
             dump_cmd = await self._arm_lazy()
         c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()
         self._undo.append(("disarm the prepared commands", self._disarm))
@@ -677,7 +681,7 @@ class Migration:
             self._save_ctx()
             self._undo.append(("resume the container on the source", self._resume_source))
             c.t_fire = time.monotonic()
-            if self.strategy == "post-copy":
+            if self.strategy in LAZY:
                 await self._fire_lazy_dump()
             else:
                 await self._fire(
@@ -756,7 +760,7 @@ class Migration:
             # The container runs again. Only now the bookkeeping that the freeze need not wait for.
             if c.pages is not None:
                 await c.pages.close()
-            if self.strategy == "post-copy":
+            if self.strategy in LAZY:
                 c.dump_s = await self._frozen_part_of_lazy_dump(c.t_dump_end - c.t_fire)
             else:
                 c.dump_s = await self._frozen_part_of_dump(c.t_dump_end - c.t_fire)
@@ -853,6 +857,7 @@ class Migration:
             work_path=f"{c.src_dir}/work",
             port=c.lazy_link.source_port,
             systemd_cgroup=c.src_systemd,
+            parent_path=c.rounds.last_parent if c.rounds else None,
         )
 
     def _lazy_meter(self) -> Meter:

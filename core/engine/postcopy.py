@@ -80,6 +80,7 @@ def lazy_dump_script(
     work_path: str,
     port: int,
     systemd_cgroup: bool = False,
+    parent_path: str | None = None,
 ) -> str:
     """The source's lazy dump: prints `RUNC <pid>`, `READY` when CRIU serves pages, `EXIT <rc>`.
 
@@ -94,6 +95,7 @@ def lazy_dump_script(
         work_path=work_path,
         systemd_cgroup=systemd_cgroup,
         page_server=f"127.0.0.1:{port}",
+        parent_path=parent_path,  # hybrid: the last pre-copy round
     )
     i = argv.index("checkpoint") + 1
     argv[i:i] = ["--lazy-pages", "--status-fd", "3"]
