@@ -47,7 +47,7 @@ def host_line(h: HostStatus, error: str = "") -> Text:
     t.append("\n" + " " * 39)
     t.append_text(_flag(f.dirty_tracking, "soft-dirty → pre-copy", "no soft-dirty: no pre-copy"))
     t.append("   ")
-    t.append_text(_flag(f.lazy_pages, "userfaultfd → post-copy", "no userfaultfd: no post-copy"))
+    t.append_text(_flag(f.lazy_pages, "userfaultfd (post-copy tried at preflight)", "no userfaultfd: no post-copy"))
     if error:
         t.append("   ")
         t.append_text(inert_text(error, "bold red"))
