@@ -31,16 +31,43 @@ def write_config(h: LabHost) -> None:
     auth.write_text(Path(f"{KEY}.pub").read_text())
     auth.chmod(0o600)
     h.sshd_config.write_text(
-        f"""# sshd of lab host {h.name} (written by `ferryman lab up`)
-ListenAddress {h.address}:22
-HostKey {key}
-PidFile {h.sshd_pidfile}
-AuthorizedKeysFile {auth}
+        config_text(
+            f"lab host {h.name} (written by `ferryman lab up`)",
+            address=h.address,
+            host_key=key,
+            pidfile=h.sshd_pidfile,
+            authorized_keys=auth,
+            docker_socket=h.docker_socket,
+            bin_dir=h.bin_dir,
+            name=h.name,
+        )
+    )
+
+
+def config_text(
+    title: str,
+    *,
+    address: str,
+    host_key: Path,
+    pidfile: Path | str,
+    authorized_keys: Path,
+    docker_socket: Path | str,
+    bin_dir: Path | str,
+    name: str,
+) -> str:
+    """A lab host's sshd_config (both lab kinds): key auth only, forwarding for the console,
+    no agent forwarding, the host's own engine and PATH prefix in every session."""
+    return f"""# sshd of {title}
+ListenAddress {address}:22
+HostKey {host_key}
+PidFile {pidfile}
+AuthorizedKeysFile {authorized_keys}
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
+UseDNS no
 StrictModes no
 AllowAgentForwarding no
 AllowTcpForwarding yes
@@ -50,9 +77,8 @@ MaxSessions 64
 MaxStartups 64:30:128
 ClientAliveInterval 15
 Subsystem sftp /usr/lib/openssh/sftp-server
-SetEnv DOCKER_HOST=unix://{h.docker_socket} FERRYMAN_PATH_PREFIX={h.bin_dir} FERRYMAN_LAB_HOST={h.name}
+SetEnv DOCKER_HOST=unix://{docker_socket} FERRYMAN_PATH_PREFIX={bin_dir} FERRYMAN_LAB_HOST={name}
 """
-    )
 
 
 def known_hosts_line(h: LabHost) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from lab import net, vm_image
+from lab import net, sshd, vm_image
 from lab.control import CRIU, WorkloadSpec, parse_host_count, require_root, workload_run_args
 from lab.image import IMPORT_ARGS, rootfs_tar
 from lab.layout import IMAGE, WORKLOAD
@@ -210,28 +210,16 @@ def write_sshd_config(h: VmHost) -> None:
     auth.write_text(Path(f"{KEY}.pub").read_text())
     auth.chmod(0o600)
     h.sshd_config.write_text(
-        f"""# sshd of VM lab guest {h.name} (written by `ferryman lab up --vm`)
-ListenAddress {h.address}:22
-HostKey {h.host_key}
-PidFile /run/sshd.pid
-AuthorizedKeysFile {auth}
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-UseDNS no
-StrictModes no
-AllowAgentForwarding no
-AllowTcpForwarding yes
-AllowStreamLocalForwarding local
-X11Forwarding no
-MaxSessions 64
-MaxStartups 64:30:128
-ClientAliveInterval 15
-Subsystem sftp /usr/lib/openssh/sftp-server
-SetEnv DOCKER_HOST=unix://{GUEST_DOCKER_SOCKET} FERRYMAN_PATH_PREFIX={GUEST_BIN_DIR} FERRYMAN_LAB_HOST={h.name}
-"""
+        sshd.config_text(
+            f"VM lab guest {h.name} (written by `ferryman lab up --vm`)",
+            address=h.address,
+            host_key=h.host_key,
+            pidfile="/run/sshd.pid",
+            authorized_keys=auth,
+            docker_socket=GUEST_DOCKER_SOCKET,
+            bin_dir=GUEST_BIN_DIR,
+            name=h.name,
+        )
     )
 
 
