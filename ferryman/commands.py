@@ -46,11 +46,13 @@ def lab(args: argparse.Namespace) -> None:
             kind.up(n, spec)
             print(f"lab: try `ferryman --hosts {kind.HOSTS_FILE}`")
         elif args.lab_cmd == "down":
-            vm_there = vm.present()
-            if vm_there:
+            # Each kind only by its own name: `down` never takes a VM lab in use with it.
+            if use_vm:
                 vm.down()
-            if not use_vm and (control.present() or not vm_there):
+            else:
                 control.down()
+                if vm.present():
+                    print("lab: the VM lab is still up; `ferryman lab down --vm` takes it down")
         elif use_vm or (vm.present() and not control.present()):
             st = vm.status()
             print(json.dumps(st, indent=1) if args.json else vm.render_status(st))

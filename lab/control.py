@@ -118,6 +118,12 @@ def write_hosts_file(hs: list[LabHost]) -> None:
     )
 
 
+def _has_workload(h: LabHost) -> bool:
+    """The workload exists on `h` (a lab brought up again must not start a second copy of a
+    workload that was moved to another host)."""
+    return run(engine.docker(h, "inspect", WORKLOAD), check=False).returncode == 0
+
+
 def start_workload(h: LabHost, spec: WorkloadSpec, name: str = WORKLOAD) -> None:
     p = run(engine.docker(h, "inspect", "-f", "{{.State.Running}}", name), check=False)
     if p.returncode == 0:
@@ -161,7 +167,8 @@ def up(n: int = 2, spec: WorkloadSpec | None = None, log=print) -> dict[str, Any
     sshd.write_known_hosts(hs)
     write_hosts_file(hs)
     image.import_image(hs[0])
-    start_workload(hs[0], spec)
+    if not any(_has_workload(h) for h in hs):
+        start_workload(hs[0], spec)
     st = status()
     STATUS_FILE.write_text(json.dumps({"workload": spec.__dict__}, indent=1))
     log(f"lab: up, {n} hosts; hosts file {HOSTS_FILE}")
