@@ -13,11 +13,15 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from core.ssh import HostConnection
 
 T = TypeVar("T")
 API_TIMEOUT_S = 30
+# A call that finds the engine gone (the SSH connection cut, dockerd restarting) is tried
+# again on a fresh connection after these pauses; calls that are not idempotent are not.
+RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)
 
 
 class EngineError(RuntimeError):
@@ -47,10 +51,23 @@ class Engine:
                 ) from None
         return self._client
 
-    async def call(self, fn: Callable[[docker.DockerClient], T]) -> T:
-        """Run `fn(client)` in a thread."""
-        c = await self.client()
-        return await asyncio.to_thread(fn, c)
+    async def call(self, fn: Callable[[docker.DockerClient], T], *, retry: bool = True) -> T:
+        """Run `fn(client)` in a thread. When the engine cannot be reached, try again on a
+        fresh connection (`retry`), then raise EngineError naming the host."""
+        pauses = list(RETRY_PAUSES_S) if retry else []
+        while True:
+            c = await self.client()
+            try:
+                return await asyncio.to_thread(fn, c)
+            except requests.exceptions.ConnectionError as e:
+                await self.host.check_alive()
+                await self.close()
+                if not pauses:
+                    raise EngineError(
+                        f"{self.host.name}: lost the Docker engine at {self.host.spec.docker_socket} "
+                        f"({_first_line(e)}); check that dockerd runs there"
+                    ) from None
+                await asyncio.sleep(pauses.pop(0))
 
     async def info(self) -> dict[str, Any]:
         return await self.call(lambda c: c.info())
@@ -85,7 +102,7 @@ class Engine:
             res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
             return api._result(res, True)["Id"]
 
-        return await self.call(create)
+        return await self.call(create, retry=False)
 
     async def remove(self, container: str, force: bool = True) -> None:
         def rm(c: docker.DockerClient) -> None:

@@ -47,7 +47,7 @@ class JournalEntry:
     target: str
     strategy: str
     started: float
-    result: str = "running"  # running | succeeded | failed | rolled back | recovered
+    result: str = "running"  # running | succeeded | failed | rolled back | in doubt | incomplete | recovered
     phase: str = ""  # the phase it is in (or died in)
     finished: float | None = None
     cause: str = ""
@@ -142,7 +142,10 @@ def load_all() -> list[JournalEntry]:
 
 
 def unfinished() -> list[JournalEntry]:
-    return [e for e in load_all() if e.result == "running"]
+    """Migrations to finish or roll back: their console died ("running"), their rollback
+    met a host that did not answer ("in doubt"), or steps after the commit were left
+    ("incomplete")."""
+    return [e for e in load_all() if e.result in ("running", "in doubt", "incomplete")]
 
 
 def restore_estimate(target: str, default: float) -> float:

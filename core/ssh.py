@@ -215,6 +215,16 @@ class HostConnection:
             self._mark_lost(e)
             raise HostError(self.name, HostState.UNREACHABLE, f"connection lost: {e}") from e
 
+    async def check_alive(self) -> None:
+        """Forget the connection if it no longer answers (the next use opens a new one)."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.wait_for(conn.run("true", check=False), timeout=CONNECT_TIMEOUT_S)
+        except (TimeoutError, asyncssh.Error, OSError) as e:
+            self._mark_lost(e)
+
     def _mark_lost(self, e: BaseException) -> None:
         self.state, self.reason = HostState.UNREACHABLE, f"connection lost: {e}"
         if self._conn is not None:

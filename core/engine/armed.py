@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncssh
 
 from core.remote import armed as armed_script
-from core.ssh import CommandError, HostConnection
+from core.models import HostState
+from core.ssh import CommandError, HostConnection, HostError
 
 
 class Armed:
@@ -33,10 +34,22 @@ class Armed:
 
     async def run(self, timeout: float = 300) -> str:
         """Fire, wait, and return its output; CommandError when it fails."""
-        p = self.fire()
-        p.stdin.write_eof()
-        r = await p.wait(timeout=timeout)
+        try:
+            p = self.fire()
+            p.stdin.write_eof()
+            r = await p.wait(timeout=timeout)
+        except asyncssh.TimeoutError as e:
+            raise CommandError(self.host.name, self.command, None, f"timed out after {timeout} s") from e
+        except (asyncssh.Error, OSError) as e:
+            raise HostError(self.host.name, HostState.UNREACHABLE, f"connection lost: {e}") from e
         out = _text(r.stdout) + _text(r.stderr)
+        if r.exit_status is None:
+            # No exit status: the channel closed under it (the connection was cut).
+            raise HostError(
+                self.host.name,
+                HostState.UNREACHABLE,
+                f"the connection was lost while `{self.command[:60]}` ran",
+            )
         if r.exit_status != 0:
             raise CommandError(self.host.name, self.command, r.exit_status, out)
         return out

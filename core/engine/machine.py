@@ -126,6 +126,7 @@ class Migration:
         self._aborted = False
         self._phase = Phase.PREFLIGHT
         self._committed = False
+        self._left: list[str] = []  # steps after the commit that could not be done
 
     # --- the face's side -----------------------------------------------------------------
 
@@ -257,8 +258,11 @@ class Migration:
                 )
             )
             return
-        self._committed = True
-        await self._commit()
+        try:
+            await self._commit()
+        except (MigrationError, Aborted, HostError, EngineError, CommandError) as e:
+            await self._fail(e)
+            return
         await self._cleanup()
         c = self.ctx
         gap = heartbeat.gap(c.source_log_tail, self._target_log_tail)
@@ -283,6 +287,10 @@ class Migration:
                 rounds=c.rounds.n if c.rounds else 0,
             )
         )
+        if self._left and self.journal is not None:
+            self.journal.result = "incomplete"
+            self.journal.cause = "left for `ferryman recover`: " + "; ".join(self._left)
+            self.journal.save()
 
     _target_log_tail = ""
 
@@ -809,20 +817,46 @@ class Migration:
     async def _commit(self) -> None:
         c = self.ctx
         async with self.phase(Phase.COMMIT):
+            # The twin must still run now (a dockerd restart since verify would have stopped
+            # it): until the source copy is removed, a rollback can still bring it back.
+            if not await _running(self.dst, c.twin_id):
+                raise MigrationError(
+                    f"{c.name} no longer runs on {self.dst.name} (checked before removing the "
+                    f"source copy)",
+                    host=self.dst.name,
+                )
             self._undo.clear()  # past this point the move stands
-            await self.src.engine.remove(c.container_id)
+            self._committed = True
+            await self._after_commit(
+                f"remove the stopped copy of {c.name} from {self.src.name}",
+                lambda: self.src.engine.remove(c.container_id),
+            )
             self.log(
                 self.src.name, f"removed {c.name} ({c.container_id[:12]}) from {self.src.name}"
             )
 
+    async def _after_commit(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """A step after the commit point: the move stands whatever happens; a step that
+        cannot be done is left, by name, for `ferryman recover`."""
+        try:
+            await step()
+        except (HostError, EngineError, CommandError, MigrationError) as e:
+            self._left.append(what)
+            self.emit(ev.Warning(text=f"left for `ferryman recover`: {what} ({e})"))
+
     async def _cleanup(self) -> None:
         c = self.ctx
         async with self.phase(Phase.CLEANUP):
-            await self._cleanup_images()
-            await self._rm(
-                self.dst, restore.checkpoint_folder(c.dst_data_root, c.twin_id, c.checkpoint_name)
+            await self._after_commit("delete the checkpoint images", self._cleanup_images)
+            await self._after_commit(
+                f"delete Docker's checkpoint folder on {self.dst.name}",
+                lambda: self._rm(
+                    self.dst,
+                    restore.checkpoint_folder(c.dst_data_root, c.twin_id, c.checkpoint_name),
+                ),
             )
-            await self._unlock()
+            if not self._left:
+                await self._after_commit("release the migration lock", self._unlock)
 
     async def _cleanup_images(self) -> None:
         c = self.ctx
@@ -1008,6 +1042,8 @@ class Migration:
                 excerpt = tuple(line for line in e.log.splitlines() if "Error" in line)[:8]
         self.emit(ev.RollbackStarted(reason=cause))
         running_on, ok, detail = await self._rollback(phase)
+        if self._in_doubt:
+            fix = "the rollback could not finish: " + self._in_doubt
         self.emit(ev.RollbackFinished(running_on=running_on, ok=ok, detail=detail))
         self.emit(
             ev.MigrationFailed(
@@ -1021,7 +1057,7 @@ class Migration:
             )
         )
         if self.journal is not None:
-            self.journal.result = "rolled back" if ok else "failed"
+            self.journal.result = "in doubt" if self._in_doubt else "rolled back" if ok else "failed"
             self.journal.save()
 
     async def _rollback(self, phase: Phase) -> tuple[str, bool, str]:
@@ -1035,14 +1071,30 @@ class Migration:
             label, undo = self._undo.pop()
             self.log("ferryman", f"rollback: {label}")
             try:
-                await undo()
+                await _retry_while_unreachable(undo, self.log)
+            except HostError as e:
+                # A host that does not answer leaves the outcome in doubt: going on could
+                # start a second copy (the twin may run) or lose the memory for good (it may
+                # be only on that host). Stop here, keep the lock, leave it to recovery.
+                self._undo.clear()
+                self._in_doubt = (
+                    f"{label}: {e}. Nothing more was changed: when {e.host} answers again, "
+                    "`ferryman recover` (or the console at its next start) finishes the rollback"
+                )
+                self.log("ferryman", f"rollback stopped: {self._in_doubt}", "error")
+                break
             except Exception as e:  # noqa: BLE001 - keep unwinding; report every problem
                 problems.append(f"{label}: {e}")
                 self.log("ferryman", f"rollback step failed: {label}: {e}", "error")
-        await self._unlock()
+        if not self._in_doubt:
+            await self._unlock()
         self.emit(ev.PhaseFinished(phase=Phase.ROLLBACK.value, seconds=time.monotonic() - t0))
+        if self._in_doubt:
+            return "", False, self._in_doubt
         where = await self._where_running()
         return where, not problems and where == self.src.name, "; ".join(problems)
+
+    _in_doubt = ""
 
     async def _where_running(self) -> str:
         c = self.ctx
@@ -1098,7 +1150,9 @@ class Migration:
             await self._rm(
                 self.src, restore.checkpoint_folder(c.src_data_root, c.container_id, name)
             )
-        except (MigrationError, CommandError, HostError) as e:
+        except HostError:
+            raise  # a host that does not answer: no cold restart, the rollback is in doubt
+        except (MigrationError, CommandError) as e:
             log = await self._fetch(self.src, f"{c.src_dir}/restore-work/restore.log")
             if log:
                 self._keep_log("source-restore.log", log)
@@ -1204,6 +1258,22 @@ class Migration:
         p = d / name
         p.write_text(text)
         return str(p)
+
+
+async def _retry_while_unreachable(
+    step: Callable[[], Awaitable[None]], log: Callable[[str, str], None], pauses=(1.0, 2.0, 4.0)
+) -> None:
+    """Run a rollback step; while its host does not answer, try again after a pause (a
+    dropped connection is opened again on the next try)."""
+    waits = list(pauses)
+    while True:
+        try:
+            return await step()
+        except HostError as e:
+            if not waits:
+                raise
+            log(e.host, f"{e}; trying again in {waits[0]:.0f} s")
+            await asyncio.sleep(waits.pop(0))
 
 
 def _kill(cl: Any, cid: str) -> None:

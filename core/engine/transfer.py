@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import asyncssh
 
-from core.ssh import CommandError, HostConnection
+from core.models import HostState
+from core.ssh import CommandError, HostConnection, HostError
 
 CHUNK = 1 << 20
 REPORT_EVERY_S = 0.1
@@ -88,11 +89,19 @@ async def pipe(
             moved += len(data)
         p_in.stdin.write_eof()
         r_out, r_in = await asyncio.gather(p_out.wait(), p_in.wait())
+    except (asyncssh.Error, OSError) as e:
+        _kill(p_out, p_in)
+        ends = ((src_name, p_out), (dst_name, p_in))
+        lost = [n for n, p in ends if p.channel.get_connection().is_closed()] or [dst_name]
+        raise HostError(
+            lost[0], HostState.UNREACHABLE, f"the connection was lost during a stream ({e})"
+        ) from e
     except BaseException:
-        p_out.kill()
-        p_in.kill()
+        _kill(p_out, p_in)
         raise
     for host, cmd, r in ((src_name, src_cmd, r_out), (dst_name, dst_cmd, r_in)):
+        if r.exit_status is None:
+            raise HostError(host, HostState.UNREACHABLE, f"the connection was lost while `{cmd[:60]}` ran")
         if r.exit_status != 0:
             err = (
                 r.stderr.decode(errors="replace")
@@ -101,3 +110,11 @@ async def pipe(
             )
             raise CommandError(host, cmd, r.exit_status, err)
     return moved
+
+
+def _kill(*procs: asyncssh.SSHClientProcess) -> None:
+    for p in procs:
+        try:
+            p.kill()
+        except (asyncssh.Error, OSError):
+            pass  # its channel is gone already

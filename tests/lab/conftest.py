@@ -98,4 +98,34 @@ def events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+def counters_continue(h, since: int) -> bool:
+    """From `since` on (or from its first line, for a twin's fresh log) the counter goes up by
+    one: the same process state, never restarted from 0."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        beats = [c for c, _ in heartbeats(h, WORKLOAD)]
+        tail = beats[len(beats) - 1 - beats[::-1].index(since):] if since in beats else beats
+        if len(tail) >= 5 and tail[-1] > since:
+            return tail[0] >= since and tail == list(range(tail[0], tail[0] + len(tail)))
+        time.sleep(0.2)
+    return False
+
+
 __all__ = ["IMAGE", "WORKLOAD"]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault matrix's table: each fault tried, the outcome, whether the invariant held."""
+    from tests.lab.test_fault_matrix import ROWS
+
+    if not ROWS:
+        return
+    cols = ["fault", "phase", "outcome", "runs on", "held", "cause"]
+    width = {c: max(len(c), *(len(str(r[c])) for r in ROWS)) for c in cols}
+    tr = terminalreporter
+    tr.section("fault matrix: exactly one copy running, state intact, nothing left")
+    tr.write_line("  ".join(c.ljust(width[c]) for c in cols))
+    for r in ROWS:
+        tr.write_line("  ".join(str(r[c] if c != "held" else ("yes" if r[c] else "NO")).ljust(width[c]) for c in cols))
+    held = sum(r["held"] for r in ROWS)
+    tr.write_line(f"{held} of {len(ROWS)} rows held the invariant")

@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from lab.layout import HOSTS_FILE, WORKLOAD
-from tests.lab.conftest import exists, ferryman, heartbeats, running
+from tests.lab.conftest import counters_continue, exists, ferryman, heartbeats, running
 
 
 def kill_console_at(phase: str) -> str:
@@ -38,19 +37,6 @@ def kill_console_at(phase: str) -> str:
 def entry(mid: str) -> dict:
     hist = json.loads(ferryman("history", "--json", hosts_file=None).stdout)
     return next(h for h in hist if h["migration_id"] == mid)
-
-
-def counters_continue(h, since: int) -> bool:
-    """From `since` on (or from its first line, for a twin's fresh log) the counter goes up by
-    one: the same process state, never restarted from 0."""
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        beats = [c for c, _ in heartbeats(h, WORKLOAD)]
-        tail = beats[len(beats) - 1 - beats[::-1].index(since):] if since in beats else beats
-        if len(tail) >= 5 and tail[-1] > since:
-            return tail[0] >= since and tail == list(range(tail[0], tail[0] + len(tail)))
-        time.sleep(0.2)
-    return False
 
 
 @pytest.mark.parametrize(("phase", "ends_on"), [("prepare", "host1"), ("transfer", "host1"), ("verify", "host2")])

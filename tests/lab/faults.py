@@ -1,0 +1,156 @@
+"""Real faults on the lab's hosts, for the fault matrix.
+
+Each fault is injected by real means (sessions killed, sshd stopped, a small full file
+system, a failing `criu` or `runc` first on the host's PATH, dockerd restarted) and healed
+afterwards. Nothing here reaches into ferryman: the engine meets the fault as it would
+on real hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import engine, sshd
+from lab.layout import LabHost
+
+FAILING_TOOL = '#!/bin/sh\necho "lab fault: {tool} fails on purpose ($*)" >&2\nexit 1\n'
+
+
+def kill_sessions(h: LabHost) -> int:
+    """Cut every SSH connection to `h` (the per-connection sshd processes), as a network
+    reset would; the listener stays up, so a new connection works."""
+    listener = sshd.pid(h)
+    if not listener:
+        return 0
+    n = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == listener:
+            try:
+                os.kill(int(d.name), signal.SIGKILL)
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
+@dataclass
+class Fault:
+    name: str
+    host: LabHost | None = None
+    mounted: list[Path] = field(default_factory=list)
+
+    def inject(self) -> None:
+        raise NotImplementedError
+
+    def heal(self) -> None:
+        """Undo the fault (after the engine has finished with it)."""
+
+
+class SessionsDrop(Fault):
+    def inject(self) -> None:
+        assert self.host is not None
+        kill_sessions(self.host)
+
+
+class SshdDown(Fault):
+    """sshd is down: the listener stopped and the open connections cut."""
+
+    def inject(self) -> None:
+        assert self.host is not None
+        kill_sessions(self.host)
+        sshd.stop(self.host)
+        kill_sessions(self.host)  # any connection accepted in between
+
+    def heal(self) -> None:
+        assert self.host is not None
+        sshd.start(self.host)
+
+
+class FailingTool(Fault):
+    """`criu` or `runc` fails on the host (first on the PATH of its sshd and its dockerd)."""
+
+    def __init__(self, name: str, host: LabHost, tool: str) -> None:
+        super().__init__(name, host)
+        self.tool = tool
+
+    def inject(self) -> None:
+        assert self.host is not None
+        p = self.host.bin_dir / self.tool
+        p.write_text(FAILING_TOOL.format(tool=self.tool))
+        p.chmod(0o755)
+
+    def heal(self) -> None:
+        assert self.host is not None
+        (self.host.bin_dir / self.tool).unlink(missing_ok=True)
+
+
+class DiskFull(Fault):
+    """The images folder of the host is a small file system, filled up when injected."""
+
+    SIZE_MIB = 256
+
+    def images(self) -> Path:
+        assert self.host is not None
+        return self.host.state / "images"
+
+    def prepare(self) -> None:
+        d = self.images()
+        d.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.SIZE_MIB}m,mode=0700", "fmfull", str(d)],
+            check=True,
+        )
+        self.mounted.append(d)
+
+    def inject(self) -> None:
+        # Leave 64 KiB: the next write of any size fails with ENOSPC.
+        st = os.statvfs(self.images())
+        free = st.f_bavail * st.f_frsize - 64 * 1024
+        if free > 0:
+            with open(self.images() / "filler", "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, free)
+
+    def leftovers(self) -> list[str]:
+        return sorted(p.name for p in self.images().iterdir() if p.name != "filler")
+
+    def heal(self) -> None:
+        for d in self.mounted:
+            subprocess.run(["umount", "-l", str(d)], check=False)
+        self.mounted.clear()
+
+
+class DockerdRestart(Fault):
+    def inject(self) -> None:
+        assert self.host is not None
+        engine.stop(self.host)
+        engine.start(self.host)
+
+    def heal(self) -> None:
+        assert self.host is not None
+        engine.start(self.host)
+
+
+def make(kind: str, h1: LabHost, h2: LabHost) -> Fault:
+    """A fault by its matrix name."""
+    table = {
+        "source SSH drops": lambda: SessionsDrop(kind, h1),
+        "target SSH drops": lambda: SessionsDrop(kind, h2),
+        "target sshd down": lambda: SshdDown(kind, h2),
+        "target disk full": lambda: DiskFull(kind, h2),
+        "source criu fails": lambda: FailingTool(kind, h1, "criu"),
+        "target criu fails": lambda: FailingTool(kind, h2, "criu"),
+        "source runc fails": lambda: FailingTool(kind, h1, "runc"),
+        "target runc fails": lambda: FailingTool(kind, h2, "runc"),
+        "target dockerd restarts": lambda: DockerdRestart(kind, h2),
+    }
+    return table[kind]()

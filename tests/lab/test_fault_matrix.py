@@ -1,0 +1,155 @@
+"""The fault matrix: every fault at the start of every phase of a stop-and-copy move.
+
+For each row the workload (64 MiB, dirtying 4 MiB/s, a heartbeat counter every 10 ms)
+starts on host1 and is moved to host2; the fault is injected by real means the moment
+the phase starts (the engine runs in this process, so it waits while the fault goes in).
+Afterwards, once the fault is healed and, when the engine had to leave it in doubt,
+`ferryman recover --yes` has run, the invariant must hold:
+
+- exactly one copy of the workload runs, on host1 or host2, and the other host has none;
+- its state is intact: the heartbeat counter goes on from where it was;
+- no checkpoint image and no migration lock is left on either host;
+- the journal says how it ended, and why when it did not simply succeed.
+
+The table of rows is printed at the end of the session (tests/lab/conftest.py).
+The rows that need soft-dirty (a pre-copy round) or lazy pages run on the VM lab
+(tests/lab_vm/test_fault_rows.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from core import events as ev
+from core import journal
+from core.config import load
+from core.live import LiveBackend
+from core.models import MigrationRequest
+from lab.layout import HOSTS_FILE, WORKLOAD
+from tests.lab import faults
+from tests.lab.conftest import counters_continue, exists, ferryman, heartbeats, running
+
+PHASES = ["prepare", "checkpoint", "transfer", "restore", "verify", "commit"]
+FAULTS = [
+    "source SSH drops",
+    "target SSH drops",
+    "target sshd down",
+    "target disk full",
+    "source criu fails",
+    "target criu fails",
+    "source runc fails",
+    "target runc fails",
+    "target dockerd restarts",
+    "user aborts",
+    "console killed",
+]
+ROWS: list[dict] = []
+
+
+async def _move_in_process(at: str, inject) -> tuple[str, list[ev.Event]]:
+    be = LiveBackend(load(HOSTS_FILE))
+    req = MigrationRequest(container=WORKLOAD, source="host1", target="host2", strategy="stop-and-copy")
+    m = be.migrate(req)
+    seen: list[ev.Event] = []
+    try:
+        async with asyncio.timeout(240):
+            async for e in m:
+                seen.append(e)
+                if isinstance(e, ev.PhaseStarted) and e.phase == at and inject is not None:
+                    # Synchronous: the engine waits on this loop while the fault goes in.
+                    inject(m)
+                    inject = None
+    finally:
+        await be.close()
+    return m.id, seen
+
+
+def _move_and_kill_console(at: str) -> str:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", WORKLOAD,
+         "--to", "host2", "--strategy", "stop-and-copy", "--json"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    mid = ""
+    assert p.stdout is not None
+    for line in p.stdout:
+        e = json.loads(line)
+        if e["kind"] == "migration_started":
+            mid = e["migration_id"]
+        if e["kind"] == "phase_started" and e["phase"] == at:
+            os.kill(p.pid, signal.SIGKILL)
+            break
+    p.wait(timeout=60)
+    assert p.returncode == -signal.SIGKILL, f"the migration ended before {at}"
+    return mid
+
+
+def _entry(mid: str) -> journal.JournalEntry:
+    return next(e for e in journal.load_all() if e.migration_id == mid)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_fault(lab_hosts, workload_on_host1, fault, phase):
+    h1, h2 = lab_hosts
+    before = heartbeats(h1, WORKLOAD)[-1][0]
+    f = None if fault in ("user aborts", "console killed") else faults.make(fault, h1, h2)
+    if isinstance(f, faults.DiskFull):
+        f.prepare()
+    leftovers: list[str] = []
+    try:
+        if fault == "console killed":
+            mid = _move_and_kill_console(phase)
+        else:
+            def inject(m):
+                if f is None:
+                    m.abort()
+                else:
+                    f.inject()
+
+            mid, _ = asyncio.run(_move_in_process(phase, inject))
+        if isinstance(f, faults.DiskFull):
+            leftovers = f.leftovers()
+    finally:
+        if f is not None:
+            f.heal()
+    recovered_by = ""
+    e = _entry(mid)
+    if e.result in ("running", "in doubt"):
+        r = ferryman("recover", "--yes")
+        assert r.returncode == 0, r.stdout + r.stderr
+        recovered_by = "recover"
+        e = _entry(mid)
+    here = [h for h in lab_hosts if running(h, WORKLOAD)]
+    row = {
+        "fault": fault,
+        "phase": phase,
+        "outcome": e.result + (" (by `ferryman recover`)" if recovered_by else ""),
+        "runs on": ",".join(h.name for h in here) or "nowhere",
+        "cause": e.cause.splitlines()[0][:70] if e.cause else "",
+        "held": False,
+    }
+    ROWS.append(row)
+    assert len(here) == 1, f"{fault} at {phase}: the workload runs on {row['runs on']}"
+    (home,) = here
+    other = h2 if home is h1 else h1
+    assert not exists(other, WORKLOAD), f"a copy is left on {other.name}"
+    assert counters_continue(home, before), "the workload's state did not continue"
+    assert e.result in ("succeeded", "rolled back", "recovered"), e.result
+    assert e.running_on == home.name
+    if e.result != "succeeded":
+        assert e.cause, "the journal does not say why"
+    assert not leftovers, f"left in the full images folder: {leftovers}"
+    for h in lab_hosts:
+        images = h.state / "images"
+        assert not list(images.glob(f"{mid}*")), f"checkpoint images left on {h.name}"
+        held = [p for p in (images / "locks").glob("*/owner") if mid in p.read_text()]
+        assert not held, f"migration lock left on {h.name}"
+    row["held"] = True
