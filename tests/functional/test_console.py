@@ -45,6 +45,8 @@ def text_of(widget: Static) -> str:
 
 
 def log_text(log) -> str:
+    if isinstance(log, LogPane):
+        return "\n".join(log.plain_lines)
     return "\n".join(strip.text for strip in log.lines)
 
 
