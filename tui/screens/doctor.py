@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import RichLog, Static
 
 from core.events import Event, LogLine, MigrationFailed
 from core.journal import JournalEntry
@@ -21,6 +21,7 @@ from tui.format import inert, inert_text
 from tui.screens.base import ReportsWorkerErrors
 from tui.strategy import STRATEGIES
 from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.footer import Footer
 
 MAX_LOG_BYTES = 8 * 1024 * 1024
 CONTEXT = 8  # lines shown around each error line in the main view

@@ -9,11 +9,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from core.journal import JournalEntry
 from tui.format import duration, inert_text, size
 from tui.screens.base import ReportsWorkerErrors
+from tui.widgets.footer import Footer
 
 RESULT_STYLE = {
     "succeeded": "green",

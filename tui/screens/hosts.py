@@ -8,12 +8,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from core.models import ContainerInfo, HostFacts, HostState, HostStatus, MigrationRequest
 from tui.errors import operation
 from tui.format import inert, inert_text, size, uptime
 from tui.screens.base import ReportsWorkerErrors
+from tui.widgets.footer import Footer
 
 STATE_STYLE = {HostState.UP: "green", HostState.CONNECTING: "yellow"}
 

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from core.events import BytesMoved, Event, LazyProgress, LogLine, MigrationFailed
 from core.journal import JournalEntry
@@ -19,6 +19,7 @@ from tui.format import duration, inert_text, rate, size
 from tui.progress import Progress
 from tui.screens.base import ReportsWorkerErrors
 from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.footer import Footer
 from tui.widgets.freeze_timer import FreezeTimer
 from tui.widgets.log_pane import LogPane
 from tui.widgets.rounds_table import RoundsTable
@@ -48,6 +49,8 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
     MigrationScreen LogPane { min-height: 6; }
     MigrationScreen.-big-log #middle { display: none; }
     """
+
+    AUTO_FOCUS = "#log"  # keys scroll the log; `l` never hides what has the focus
 
     BINDINGS = [
         Binding("a", "abort", "Abort", id="migration.abort"),
@@ -188,7 +191,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         label.append(f"  ·  {p.bytes_phase or '—'}: {size(p.bytes_total)} moved", style="dim")
         if p.rates:
             label.append(f"  ·  peak {rate(max(p.rates))}", style="dim")
-        self.query_one("#rate-label", Static).update(label)
+        self.query_one("#rate-label", Static).update(label, layout=False)  # one line, fixed
         if p.lazy is not None:
             self.show_lazy()
 
@@ -229,7 +232,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
                 " → ".join(f"{r.pages_written:,}" for r in rounds[-6:]) + " pages", style="bold"
             )
             label.append(f"  ·  dirty rate {rate(last.dirty_rate_bps)}", style="dim")
-            self.query_one("#dirty-label", Static).update(label)
+            self.query_one("#dirty-label", Static).update(label, layout=False)
 
     def show_plan(self) -> None:
         p = self.progress
@@ -404,6 +407,13 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         return list(self.recorded)
 
     def action_toggle_log(self) -> None:
+        focused = self.focused
+        if (
+            focused is not None
+            and not self.has_class("-big-log")
+            and self.query_one("#middle") in focused.ancestors
+        ):
+            (self._log or self.query_one("#log", LogPane)).focus()  # it is about to be hidden
         self.toggle_class("-big-log")
 
 
