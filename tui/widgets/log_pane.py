@@ -57,8 +57,9 @@ def shows(ev: Event) -> bool:
 class LogPane(ScrollView, can_focus=True):
     """A scrolling log that is cheap to append to.
 
-    Events are queued as they come (no text is built for them yet); `flush` turns at most
-    PER_FLUSH of the newest into lines, and a line is rendered only when it is on screen.
+    Events are queued as they come; `flush` keeps at most PER_FLUSH of the newest as lines.
+    A line is kept as its event (which the live view holds anyway) and its text is built
+    and rendered only when it is on screen.
     """
 
     DEFAULT_CSS = """
@@ -78,10 +79,10 @@ class LogPane(ScrollView, can_focus=True):
         self.per_flush = per_flush
         self.pending: deque[Event] = deque(maxlen=per_flush)
         self.dropped = 0  # queued events pushed out of `pending` before a flush
-        self.texts: list[Text] = []  # the lines kept, oldest first
+        self.lines: list[Event | Text] = []  # the lines kept, oldest first
         self._first = 0  # number of lines ever trimmed from the front
         self._widest = 0
-        self._strips: LRUCache[int, Strip] = LRUCache(256)  # by absolute line number
+        self._strips: LRUCache[int, Strip] = LRUCache(128)  # by absolute line number
 
     # --- appending ------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class LogPane(ScrollView, can_focus=True):
     def flush(self) -> None:
         if not self.pending:
             return
-        lines: list[Text] = []
+        lines: list[Event | Text] = []
         if self.dropped:
             lines.append(
                 Text(
@@ -104,10 +105,7 @@ class LogPane(ScrollView, can_focus=True):
                     style="dim",
                 )
             )
-        for ev in self.pending:
-            line = line_for(ev)
-            if line is not None:
-                lines.append(line)
+        lines.extend(self.pending)
         self.pending.clear()
         self.dropped = 0
         self._append(lines)
@@ -122,30 +120,41 @@ class LogPane(ScrollView, can_focus=True):
     def clear(self) -> None:
         self.pending.clear()
         self.dropped = 0
-        self._first += len(self.texts)
-        self.texts.clear()
+        self._first += len(self.lines)
+        self.lines.clear()
         self._strips.clear()
         self._widest = 0
         self.virtual_size = Size(0, 0)
         self.refresh()
 
-    def _append(self, lines: list[Text]) -> None:
-        for text in lines:
-            for line in text.split("\n", allow_blank=True) if "\n" in text.plain else (text,):
-                line.expand_tabs()
-                self._widest = max(self._widest, line.cell_len)
-                self.texts.append(line)
-        excess = len(self.texts) - self.max_lines
+    def _append(self, lines: list[Event | Text]) -> None:
+        for line in lines:
+            text = line if isinstance(line, Text) else line_for(line)
+            if text is None:
+                continue
+            if "\n" in text.plain or "\t" in text.plain:  # one line each, as shown
+                for part in text.split("\n", allow_blank=True):
+                    part.expand_tabs()
+                    self._widest = max(self._widest, part.cell_len)
+                    self.lines.append(part)
+                continue
+            self._widest = max(self._widest, text.cell_len)
+            self.lines.append(line)
+        excess = len(self.lines) - self.max_lines
         if excess > 0:
-            del self.texts[:excess]
+            del self.lines[:excess]
             self._first += excess
-        self.virtual_size = Size(self._widest, len(self.texts))
+        self.virtual_size = Size(self._widest, len(self.lines))
         self.refresh()
+
+    def text(self, index: int) -> Text:
+        line = self.lines[index]
+        return line if isinstance(line, Text) else (line_for(line) or Text())
 
     @property
     def plain_lines(self) -> list[str]:
         """The lines kept, as plain text (queued ones count once flushed)."""
-        return [t.plain for t in self.texts]
+        return [self.text(i).plain for i in range(len(self.lines))]
 
     # --- rendering ------------------------------------------------------------------------
 
@@ -157,7 +166,7 @@ class LogPane(ScrollView, can_focus=True):
         key = self._first + index
         strip = self._strips.get(key)
         if strip is None:
-            segments = list(self.texts[index].render(self.app.console))
+            segments = list(self.text(index).render(self.app.console))
             strip = Strip(segments, Segment.get_line_length(segments))
             self._strips[key] = strip
         return strip
@@ -167,6 +176,6 @@ class LogPane(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         index = scroll_y + y
         style = self.rich_style
-        if index >= len(self.texts):
+        if index >= len(self.lines):
             return Strip.blank(width, style)
         return self._strip(index).crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
