@@ -88,7 +88,9 @@ class FerrymanApp(App[None]):
         from tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            if not self.is_screen_installed("help"):
+                self.install_screen(HelpScreen(), "help")  # built once, kept when closed
+            self.push_screen("help")
 
     def action_history(self) -> None:
         from tui.screens.history import HistoryScreen
