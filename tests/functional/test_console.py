@@ -364,3 +364,107 @@ async def test_replay_of_a_real_lab_migration_shows_its_freeze_window():
         assert "✓ checkpoint" in steps and "✓ restore" in steps and "· precopy" in steps
         log = log_text(view.query_one(LogPane))
         assert "runc --root" in log and "docker" in log
+
+
+def flood_recording(chunks: int):
+    """The synthetic recording, with a pre-copy phase that floods bytes and log lines."""
+    from core.events import (
+        BytesMoved,
+        LogLine,
+        MigrationStarted,
+        MigrationSucceeded,
+        PhaseFinished,
+        PhaseStarted,
+    )
+    from core.replay import Recording
+
+    rec = Recording.load(PRECOPY)
+    t = FIXED_NOW
+    evs = [
+        MigrationStarted(
+            migration_id="flood",
+            container="cache-1",
+            source="host1",
+            target="host2",
+            strategy="pre-copy",
+            downtime_budget_s=0.3,
+            t=t,
+        ),
+        PhaseStarted(phase="precopy", t=t),
+    ]
+    for i in range(1, chunks + 1):
+        evs.append(BytesMoved(phase="precopy", total_bytes=i * 65536, rate_bps=1e6 * i, t=t))
+        evs.append(LogLine(host="host1", text=f"line {i}", t=t))
+    evs += [
+        PhaseFinished(phase="precopy", seconds=1.0, t=t),
+        MigrationSucceeded(
+            container="cache-1",
+            target="host2",
+            total_s=2.0,
+            freeze_s=0.2,
+            dump_s=0.1,
+            transfer_s=0.05,
+            restore_s=0.05,
+            bytes_moved=chunks * 65536,
+            t=t,
+        ),
+    ]
+    rec.events = evs
+    return rec
+
+
+async def test_a_flood_of_events_keeps_keys_and_final_figures():
+    from core.replay import ReplayBackend
+
+    chunks = 6000
+    app = make_app(ReplayBackend(flood_recording(chunks), speed=0))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        app.start_migration(MigrationRequest("cache-1", "host1", "host2"))
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrationScreen), what="live view")
+        view = app.screen
+        await wait_until(pilot, lambda: view.events_seen > 100, what="the flood")
+        log = view.query_one(LogPane)
+        assert app.focused is log
+        await pilot.press("l")
+        assert view.has_class("-big-log") and not view.query_one("#middle").display
+        assert app.focused is log
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.press("escape")
+        assert app.screen is view
+        await pilot.press("l")
+        assert not view.has_class("-big-log") and view.query_one("#middle").display
+
+        await wait_until(pilot, lambda: view.progress.finished, what="the end of the flood")
+        await pilot.pause(0.15)
+        p = view.progress
+        assert p.bytes_total == chunks * 65536
+        assert p.succeeded is not None and p.succeeded.bytes_moved == chunks * 65536
+        assert "✓ moved" in text_of(view.query_one("#result", Static))
+        label = text_of(view.query_one("#rate-label", Static))
+        assert "375.0 MiB moved" in label and f"peak {chunks / 1000:.1f} GB/s" in label
+        lines = log.plain_lines
+        assert len(lines) <= 1000
+        assert lines[-1].endswith(f"line {chunks}")  # the last line is shown
+        assert any("lines not shown (the full log is in the journal)" in x for x in lines)
+        shown = [int(x.rsplit(" ", 1)[1]) for x in lines if x.strip().startswith("host1 line")]
+        assert shown == sorted(shown)  # in order, none twice
+        assert len(view.collected_events()) >= chunks  # every log line kept for the doctor
+
+
+async def test_help_opens_again_from_the_top():
+    app = make_app(replay(PRECOPY))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        for _ in range(2):
+            await pilot.press("question_mark")
+            await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+            help_screen = app.screen
+            await pilot.pause(0.05)
+            scroll = help_screen.query_one("VerticalScroll")
+            assert scroll.scroll_y == 0
+            scroll.scroll_end(animate=False)
+            await pilot.pause(0.05)
+            await pilot.press("escape")
+            assert isinstance(app.screen, HostsScreen)
