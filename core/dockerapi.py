@@ -59,7 +59,7 @@ class Engine:
             c = await self.client()
             try:
                 return await asyncio.to_thread(fn, c)
-            except requests.exceptions.ConnectionError as e:
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
                 await self.host.check_alive()
                 await self.close()
                 if not pauses:

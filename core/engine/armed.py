@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncssh
 
-from core.remote import armed as armed_script
 from core.models import HostState
+from core.remote import armed as armed_script
 from core.ssh import CommandError, HostConnection, HostError
 
 

@@ -21,6 +21,7 @@ import os
 import secrets
 import socket
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from core.engine import checkpoint, criu_options, heartbeat, postcopy, restore, 
 from core.engine.armed import Armed
 from core.engine.page_stream import PageStream
 from core.engine.precopy import RESTORE_ESTIMATE_S, Rounds
-from core.engine.transfer import Meter, pipe, relay
+from core.engine.transfer import Meter, StreamCancelled, pipe, relay
 from core.events import Phase
 from core.fleet import Fleet, Host
 from core.journal import JournalEntry, journal_dir, new_entry, restore_estimate
@@ -43,6 +44,14 @@ from core.ssh import CommandError, HostError, read_remote_file
 
 IMPLEMENTED = ("stop-and-copy", "pre-copy", "post-copy", "hybrid")
 LAZY = ("post-copy", "hybrid")  # the strategies that end with a lazy restore
+
+
+# Undo steps whose failure could leave two copies running or none: when their host does
+# not answer, the rollback stops there (in doubt) instead of going on.
+RESUME_SOURCE = "resume the container on the source"
+STOP_TWIN = "stop the twin on the target"
+RESCUE_SOURCE = "bring the container back from its frozen copy"
+DECISIVE_UNDO = (RESUME_SOURCE, STOP_TWIN, RESCUE_SOURCE)
 
 
 class MigrationError(Exception):
@@ -164,7 +173,7 @@ class Migration:
         self.emit(ev.LogLine(host=host, text=text, stream=stream))
 
     def _check_abort(self) -> None:
-        if self._aborted:
+        if self._aborted and not self._committed:
             raise Aborted("aborted by the user")
 
     @contextlib.asynccontextmanager
@@ -250,7 +259,11 @@ class Migration:
         except (MigrationError, Aborted, HostError, EngineError, CommandError) as e:
             await self._fail(e)
             return
+        except StreamCancelled as e:
+            await self._fail(Aborted(str(e)))
+            return
         except Exception as e:  # a bug of ours: still roll back, and say what it was
+            self.log("ferryman", traceback.format_exc(), "error")
             await self._fail(
                 MigrationError(
                     f"internal error in {self._phase.value}: {e!r}",
@@ -687,7 +700,7 @@ class Migration:
             self.emit(ev.FreezeStarted())
             c.frozen_at = time.monotonic()
             self._save_ctx()
-            self._undo.append(("resume the container on the source", self._resume_source))
+            self._undo.append((RESUME_SOURCE, self._resume_source))
             c.t_fire = time.monotonic()
             if self.strategy in LAZY:
                 await self._fire_lazy_dump()
@@ -756,7 +769,7 @@ class Migration:
     async def _restore(self) -> None:
         c = self.ctx
         async with self.phase(Phase.RESTORE):
-            self._undo.append(("stop the twin on the target", self._stop_twin))
+            self._undo.append((STOP_TWIN, self._stop_twin))
             t0 = time.monotonic()
             await self._fire(
                 c.armed_restore,
@@ -825,6 +838,7 @@ class Migration:
                     f"source copy)",
                     host=self.dst.name,
                 )
+            self._check_abort()  # the last moment an abort is honoured
             self._undo.clear()  # past this point the move stands
             self._committed = True
             await self._after_commit(
@@ -905,7 +919,7 @@ class Migration:
         proc.stdin.write_eof()
         c.lazy_dump = postcopy.LazyDump(proc)
         # From here the source's tasks are held by the dump; bring them back before anything.
-        self._undo.append(("bring the container back from its frozen copy", self._rescue_source))
+        self._undo.append((RESCUE_SOURCE, self._rescue_source))
         if not await c.lazy_dump.wait_ready():
             raise MigrationError(
                 f"runc checkpoint --lazy-pages failed on {self.src.name} "
@@ -1058,6 +1072,9 @@ class Migration:
         )
         if self.journal is not None:
             self.journal.result = "in doubt" if self._in_doubt else "rolled back" if ok else "failed"
+            if self._left and not self._in_doubt:
+                self.journal.result = "incomplete"
+                self.journal.cause += "; left for `ferryman recover`: " + "; ".join(self._left)
             self.journal.save()
 
     async def _rollback(self, phase: Phase) -> tuple[str, bool, str]:
@@ -1073,6 +1090,11 @@ class Migration:
             try:
                 await _retry_while_unreachable(undo, self.log)
             except HostError as e:
+                if label not in DECISIVE_UNDO:
+                    # Tidying only (a never-started twin, a volume, a throttle): leave it.
+                    self._left.append(f"{label} ({e})")
+                    self.log("ferryman", f"rollback: left for `ferryman recover`: {label}", "error")
+                    continue
                 # A host that does not answer leaves the outcome in doubt: going on could
                 # start a second copy (the twin may run) or lose the memory for good (it may
                 # be only on that host). Stop here, keep the lock, leave it to recovery.
@@ -1086,7 +1108,7 @@ class Migration:
             except Exception as e:  # noqa: BLE001 - keep unwinding; report every problem
                 problems.append(f"{label}: {e}")
                 self.log("ferryman", f"rollback step failed: {label}: {e}", "error")
-        if not self._in_doubt:
+        if not self._in_doubt and not self._left:
             await self._unlock()
         self.emit(ev.PhaseFinished(phase=Phase.ROLLBACK.value, seconds=time.monotonic() - t0))
         if self._in_doubt:

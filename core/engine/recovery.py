@@ -73,7 +73,7 @@ async def _migration(fleet: Fleet, entry: JournalEntry) -> Migration:
 
 async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
     x = last_ctx(entry)
-    if console_alive(x):
+    if entry.result == "running" and console_alive(x):
         return Plan("busy", f"still in progress in process {x.get('console_pid')}")
     for role, name in (("src", entry.source), ("dst", entry.target)):
         was, now = x.get(f"{role}_address"), fleet[name].spec.address

@@ -47,6 +47,10 @@ class Meter:
         return elapsed
 
 
+class StreamCancelled(Exception):
+    """The stream was stopped on request (a user's abort)."""
+
+
 async def relay(
     src: HostConnection,
     src_cmd: str,
@@ -79,7 +83,7 @@ async def pipe(
     try:
         while True:
             if cancelled():
-                raise asyncio.CancelledError("aborted by the user")
+                raise StreamCancelled("aborted by the user")
             data = await p_out.stdout.read(CHUNK)
             if not data:
                 break
