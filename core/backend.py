@@ -6,12 +6,15 @@ replays a recorded migration, for demos, screenshots and tests of the faces.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Protocol
 
 from core.events import Event
 from core.journal import JournalEntry
 from core.models import CheckResult, ContainerInfo, HostStatus, MigrationRequest
+
+if TYPE_CHECKING:
+    from core.engine.recovery import Pending
 
 
 class MigrationRun(Protocol):
@@ -32,5 +35,9 @@ class Backend(Protocol):
     def migrate(self, request: MigrationRequest) -> MigrationRun: ...
 
     def history(self) -> list[JournalEntry]: ...
+
+    async def pending_recoveries(self) -> list[Pending]: ...
+
+    async def recover(self, item: Pending, log: Callable[[str], None]) -> str: ...
 
     async def close(self) -> None: ...

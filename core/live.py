@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from core import journal
 from core.config import Inventory
+from core.engine import recovery
 from core.engine.machine import Migration
 from core.fleet import Fleet
 from core.inventory import containers, host_status
@@ -48,6 +50,14 @@ class LiveBackend:
 
     def history(self) -> list[JournalEntry]:
         return journal.load_all()
+
+    async def pending_recoveries(self) -> list[recovery.Pending]:
+        if not journal.unfinished():
+            return []
+        return await recovery.pending(self.fleet)
+
+    async def recover(self, item: recovery.Pending, log: Callable[[str], None]) -> str:
+        return await recovery.apply(self.fleet, item.entry, item.plan, log)
 
     async def close(self) -> None:
         await self.fleet.close()

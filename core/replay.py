@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.events import (
     Event,
@@ -35,6 +35,9 @@ from core.models import (
     HostStatus,
     MigrationRequest,
 )
+
+if TYPE_CHECKING:
+    from core.engine.recovery import Pending
 
 
 @dataclass
@@ -121,9 +124,13 @@ class ReplayRun:
 class ReplayBackend:
     """A Backend that answers from a Recording."""
 
-    def __init__(self, recording: Recording, speed: float = 1.0) -> None:
+    def __init__(
+        self, recording: Recording, speed: float = 1.0, pending: list[Pending] | None = None
+    ) -> None:
         self.recording = recording
         self.speed = speed
+        self.pending = list(pending or [])
+        self.recovered: list[str] = []
 
     async def hosts(self) -> list[HostStatus]:
         return list(self.recording.hosts)
@@ -139,6 +146,15 @@ class ReplayBackend:
 
     def history(self) -> list[JournalEntry]:
         return list(self.recording.history)
+
+    async def pending_recoveries(self) -> list[Pending]:
+        return list(self.pending)
+
+    async def recover(self, item: Pending, log: Callable[[str], None]) -> str:
+        """Replays have no hosts: say what would be done, record it, change nothing."""
+        log(f"(replay) {item.plan.action}: {item.plan.reason}")
+        self.recovered.append(item.entry.migration_id)
+        return item.entry.target if item.plan.action in ("finish", "start-twin") else item.entry.source
 
     async def close(self) -> None:
         return None

@@ -225,34 +225,21 @@ def _print_event(e: ev.Event) -> None:
 async def recover(inv: Inventory, args: argparse.Namespace) -> None:
     from core.engine import recovery
 
-    pending = journal.unfinished()
-    if not pending:
+    if not journal.unfinished():
         print("nothing to recover: no unfinished migration in the journal")
         return
     be = LiveBackend(inv)
     failed = False
     try:
-        for entry in pending:
-            try:
-                be.fleet[entry.source], be.fleet[entry.target]
-            except ConfigError as e:
-                print(f"{entry.migration_id}: {e}", file=sys.stderr)
-                failed = True
-                continue
-            try:
-                p = await recovery.plan(be.fleet, entry)
-            except Exception as e:  # noqa: BLE001 - one broken entry must not stop the others
-                print(f"{entry.migration_id}: cannot look at it: {e}", file=sys.stderr)
-                failed = True
-                continue
+        for item in await recovery.pending(be.fleet):
+            entry, p = item.entry, item.plan
             print(
                 f"{entry.migration_id}  {entry.container} {entry.source} → {entry.target} "
-                f"(stopped in {entry.phase or 'start'}): {p.reason}"
+                f"(stopped in {entry.phase or 'start'}, {entry.result}): {p.reason}"
             )
-            if p.action in ("busy", "nothing", "other-hosts"):
-                if p.action == "nothing":
-                    entry.result = "recovered"
-                    entry.save()
+            if p.action in ("other-hosts", "unreachable"):
+                failed = True
+            if not p.to_do:
                 continue
             if not args.yes:
                 if not sys.stdin.isatty():

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from rich.text import Text
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -13,7 +14,7 @@ from textual.worker import Worker
 
 from core.backend import Backend
 from core.models import MigrationRequest
-from tui.errors import describe
+from tui.errors import describe, operation
 
 
 class FerrymanApp(App[None]):
@@ -49,6 +50,23 @@ class FerrymanApp(App[None]):
         from tui.screens.hosts import HostsScreen
 
         self.push_screen(HostsScreen())
+        self.look_for_unfinished()
+
+    @work(group="recover", exit_on_error=False)
+    async def look_for_unfinished(self) -> None:
+        """Migrations left unfinished (a console died, a host did not answer) are offered
+        for recovery at start, with what would be done; nothing is done without a yes."""
+        from tui.screens.recover import RecoverScreen
+
+        with operation("look for unfinished migrations"):
+            items = await self.backend.pending_recoveries()
+        if items:
+
+            def after(ran: bool | None) -> None:
+                if ran:
+                    self.action_refresh_hosts()
+
+            self.push_screen(RecoverScreen(items), after)
 
     async def on_unmount(self) -> None:
         try:

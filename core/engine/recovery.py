@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import events as ev
-from core import remote
+from core import journal, remote
+from core.config import ConfigError
 from core.engine.machine import Migration, _running, process_start
 from core.fleet import Fleet
 from core.journal import JournalEntry
@@ -31,8 +32,39 @@ from core.models import MigrationRequest
 
 @dataclass(frozen=True)
 class Plan:
-    action: str  # finish | rollback | resume | start-twin | nothing | busy | other-hosts
+    action: str  # finish | rollback | resume | start-twin | nothing | busy | other-hosts | unreachable
     reason: str
+
+    @property
+    def to_do(self) -> bool:
+        """Something to carry out (after the user's yes)."""
+        return self.action in ("finish", "rollback", "resume", "start-twin")
+
+
+@dataclass(frozen=True)
+class Pending:
+    entry: JournalEntry
+    plan: Plan
+
+
+async def pending(fleet: Fleet) -> list[Pending]:
+    """Every unfinished migration of the journal, with what recovery would do about it."""
+    out = []
+    for entry in journal.unfinished():
+        try:
+            fleet[entry.source], fleet[entry.target]
+        except ConfigError as e:
+            out.append(Pending(entry, Plan("other-hosts", str(e))))
+            continue
+        try:
+            p = await plan(fleet, entry)
+        except Exception as e:  # noqa: BLE001 - one broken entry must not hide the others
+            p = Plan("unreachable", f"cannot look at it now: {e}")
+        if p.action == "nothing":
+            entry.result = "recovered"
+            entry.save()
+        out.append(Pending(entry, p))
+    return out
 
 
 def last_ctx(entry: JournalEntry) -> dict[str, Any]:
