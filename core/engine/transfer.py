@@ -80,13 +80,16 @@ async def pipe(
     Returns the bytes this stream moved; the caller calls `meter.finish()` after its last stream.
     """
     moved = 0
+    side = src_name  # the end being read from or written to: the one whose loss is reported
     try:
         while True:
             if cancelled():
                 raise StreamCancelled("aborted by the user")
+            side = src_name
             data = await p_out.stdout.read(CHUNK)
             if not data:
                 break
+            side = dst_name
             p_in.stdin.write(data)
             await p_in.stdin.drain()
             meter.add(len(data))
@@ -95,10 +98,8 @@ async def pipe(
         r_out, r_in = await asyncio.gather(p_out.wait(), p_in.wait())
     except (asyncssh.Error, OSError) as e:
         _kill(p_out, p_in)
-        ends = ((src_name, p_out), (dst_name, p_in))
-        lost = [n for n, p in ends if p.channel.get_connection().is_closed()] or [dst_name]
         raise HostError(
-            lost[0], HostState.UNREACHABLE, f"the connection was lost during a stream ({e})"
+            side, HostState.UNREACHABLE, f"the connection was lost during a stream ({e})"
         ) from e
     except BaseException:
         _kill(p_out, p_in)

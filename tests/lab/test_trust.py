@@ -5,15 +5,21 @@ journal or the output, no agent is forwarded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import secrets
+import signal
 import subprocess
+import time
 from pathlib import Path
+
+import asyncssh
 
 from core import journal
 from core.config import load
-from core.fleet import Fleet
-from lab import control
+from core.ssh import HostConnection
+from lab import control, sshd
 from lab.layout import HOSTS_FILE, STATE_DIR, WORKLOAD, LabHost
 from lab.shell import in_ns
 from tests.lab.conftest import docker, running
@@ -123,24 +129,54 @@ def test_no_secret_in_the_journal_or_the_output(lab_hosts, workload_on_host1):
 
 
 def test_no_agent_is_forwarded(lab_hosts, tmp_path):
+    """Against an sshd that would allow agent forwarding (the lab's own refuse it), with an
+    agent running here: a session opened by ferryman has no agent socket."""
+    h1 = lab_hosts[0]
+    port = 2222
+    cfg = tmp_path / "sshd_config"
+    cfg.write_text(
+        sshd.config_text(
+            "agent forwarding allowed", address=h1.address, host_key=h1.state / "ssh_host_ed25519_key",
+            pidfile=tmp_path / "sshd.pid", authorized_keys=h1.state / "authorized_keys",
+            docker_socket=h1.docker_socket, bin_dir=h1.bin_dir, name=h1.name,
+        )
+        .replace(f"ListenAddress {h1.address}:22", f"ListenAddress {h1.address}:{port}")
+        .replace("AllowAgentForwarding no", "AllowAgentForwarding yes")
+    )
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line(h1).replace(h1.address, f"[{h1.address}]:{port}", 1))
     sock = tmp_path / "agent.sock"
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    subprocess.run(in_ns(h1.netns, ["/usr/sbin/sshd", "-f", str(cfg)]), check=True)
     try:
         for _ in range(50):
             if sock.exists():
                 break
-            subprocess.run(["sleep", "0.1"])
+            time.sleep(0.1)
+        subprocess.run(["ssh-add", str(STATE_DIR / "id_ed25519")], env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
+                       check=True, capture_output=True)
         os.environ["SSH_AUTH_SOCK"] = str(sock)
+        spec = load(HOSTS_FILE).hosts[0]
+        spec = dataclasses.replace(spec, port=port, known_hosts=str(known))
 
-        async def ask() -> str:
-            fl = Fleet(load(HOSTS_FILE))
+        async def ask(forward: bool) -> str:
+            conn = HostConnection(spec)
             try:
-                r = await fl["host1"].ssh.run("echo ${SSH_AUTH_SOCK:-no-agent}")
+                if forward:  # the control: the same sshd does forward an agent when asked
+                    c = await asyncssh.connect(h1.address, port, username="root", known_hosts=str(known),
+                                               client_keys=[str(STATE_DIR / "id_ed25519")],
+                                               agent_forwarding=True)
+                    async with c:
+                        return (await c.run("echo ${SSH_AUTH_SOCK:-no-agent}")).stdout.strip()
+                r = await conn.run("echo ${SSH_AUTH_SOCK:-no-agent}")
                 return r.stdout.strip()
             finally:
-                await fl.close()
+                await conn.close()
 
-        assert asyncio.run(ask()) == "no-agent"
+        assert asyncio.run(ask(forward=True)) != "no-agent"
+        assert asyncio.run(ask(forward=False)) == "no-agent"
     finally:
         os.environ.pop("SSH_AUTH_SOCK", None)
         agent.kill()
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((tmp_path / "sshd.pid").read_text()), signal.SIGTERM)
