@@ -68,6 +68,8 @@ def test_live_view_mid_precopy(snap_compare):
         await hosts_ready(pilot)
         pilot.app.start_migration(MigrationRequest("cache-1", "host1", "host2"))
         await until(pilot, lambda: backend.runs and backend.runs[0].held)
+        # Rounds that come in a burst are drawn together, at most CHART_S after the last.
+        await until(pilot, lambda: pilot.app.screen.query_one("#rounds").row_count == 2)
         await pilot.pause(0.25)
 
     assert snap_compare(make_app(backend), terminal_size=SIZE, run_before=run_before)

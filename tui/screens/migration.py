@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -10,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Sparkline, Static
 
-from core.events import BytesMoved, Event, LazyProgress, LogLine, MigrationFailed
+from core.events import BytesMoved, Event, LazyProgress, MigrationFailed
 from core.journal import JournalEntry
 from core.models import MigrationRequest
 from tui import progress as P
@@ -26,6 +28,8 @@ from tui.widgets.rounds_table import RoundsTable
 from tui.widgets.stepper import PhaseStepper
 
 REDRAW_S = 0.1  # high-rate updates (bytes, log lines) reach the screen at most 10×/s
+CHART_S = 0.5  # charts, pre-copy rounds and the plan at most every CHART_S (costly redraws)
+URGENT = {P.HEADER, P.PHASE, P.FREEZE, P.RESULT}  # shown at once, with all that waits
 
 
 class MigrationScreen(ReportsWorkerErrors, Screen):
@@ -47,6 +51,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
     MigrationScreen #result.-ok { border: round $success; }
     MigrationScreen #result.-failed { border: round $error; }
     MigrationScreen LogPane { min-height: 6; }
+    /* -big-log: only #middle may depend on it (action_toggle_log restyles #middle alone) */
     MigrationScreen.-big-log #middle { display: none; }
     """
 
@@ -74,7 +79,11 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         self.progress = Progress()
         self.run = None
         self.events_seen = 0
-        self._bytes_dirty = False
+        self._bytes_dirty = False  # the throughput figure (REDRAW_S)
+        self._rate_dirty = False  # the throughput chart (CHART_S)
+        self._rounds_shown = 0  # rounds in the table
+        self._plan_dirty = False
+        self._charts_at = -CHART_S  # when the charts, rounds and plan were last redrawn
         self._abort_asked = False
         self.recorded: list[Event] = []  # all but the in-flight byte counts, for the doctor
 
@@ -111,7 +120,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         if self.static_events is not None:
             for ev in self.static_events:
                 self.feed(ev)
-            self.flush()
+            self.flush(charts=True)
         elif self.request is not None:
             self.follow(self.request)
 
@@ -124,7 +133,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             self.run = backend.migrate(request)
             async for ev in self.run:
                 self.feed(ev)
-        self.flush()
+        self.flush(charts=True)
         if not self.progress.finished:
             self.progress.stream_lost = "the event stream ended before a result"
             self.show_result()
@@ -136,34 +145,34 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         self.refresh_bindings()
 
     def feed(self, ev: Event) -> None:
-        """Fold one event in; cheap for the high-rate kinds, which wait for `flush`."""
+        """Fold one event in. The frequent kinds only note what they changed, for `flush`
+        (bytes, log lines) and `flush_charts` (charts, rounds, plan); phases, the freeze
+        and the result are shown at once, with everything that was waiting."""
         self.events_seen += 1
         if not (isinstance(ev, BytesMoved) and not ev.done):
             self.recorded.append(ev)
             if len(self.recorded) > 20000:
                 del self.recorded[:5000]
         changed = self.progress.apply(ev, self.app.clock())  # type: ignore[attr-defined]
-        log = self._log or self.query_one("#log", LogPane)
         if P.LOG in changed:
-            log.queue(ev)
-        if isinstance(ev, BytesMoved | LogLine):
-            self._bytes_dirty = self._bytes_dirty or isinstance(ev, BytesMoved)
-            return
-        if isinstance(ev, LazyProgress) and not ev.done:
+            (self._log or self.query_one("#log", LogPane)).queue(ev)
+        if isinstance(ev, BytesMoved) or (isinstance(ev, LazyProgress) and not ev.done):
             self._bytes_dirty = True
+            self._rate_dirty = self._rate_dirty or isinstance(ev, BytesMoved)
             return
-        log.flush()
+        if P.PLAN in changed:
+            self._plan_dirty = True
+        if not (changed & URGENT or P.LAZY in changed):
+            if (P.ROUND in changed or P.PLAN in changed) and self._charts_due():
+                self.flush(charts=True)  # at once, unless they come in a burst
+            return  # log lines at the next redraw
+        if P.HEADER in changed:
+            self.query_one(RoundsTable).budget_s = self.progress.budget_s
+        self.flush(charts=True)
         if P.HEADER in changed:
             self.show_summary()
-            rounds = self.query_one(RoundsTable)
-            rounds.budget_s = self.progress.budget_s
         if P.PHASE in changed or P.LAZY in changed:
             self.query_one(PhaseStepper).show(self.progress)
-        if P.ROUND in changed:
-            self.query_one(RoundsTable).add_round(self.progress.rounds[-1])
-            self.show_dirty()
-        if P.PLAN in changed:
-            self.show_plan()
         if P.FREEZE in changed:
             timer = self.query_one(FreezeTimer)
             if self.progress.freeze is not None:
@@ -176,16 +185,34 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             self.show_result()
             self.refresh_bindings()
 
-    def flush(self) -> None:
-        """Redraw what high-rate events changed (called at most every REDRAW_S)."""
+    def _charts_due(self) -> bool:
+        return time.monotonic() - self._charts_at >= CHART_S
+
+    def flush(self, charts: bool = False) -> None:
+        """Redraw what frequent events changed: the log and the throughput figure (every
+        REDRAW_S), the charts, rounds and plan when `charts` or CHART_S has passed."""
         if self.app.screen is not self and not self.progress.finished:
             return  # covered by another screen (help, a confirmation): catch up when back
         (self._log or self.query_one("#log", LogPane)).flush()
+        p = self.progress
+        waiting = self._rate_dirty or self._plan_dirty or self._rounds_shown < len(p.rounds)
+        if waiting and (charts or self._charts_due()):
+            self._charts_at = time.monotonic()
+            if self._rate_dirty:
+                self._rate_dirty = False
+                self.query_one("#rate-chart", Sparkline).data = p.rates[-120:] or [0]
+            if self._rounds_shown < len(p.rounds):
+                table = self.query_one(RoundsTable)
+                for r in p.rounds[self._rounds_shown :]:
+                    table.add_round(r)
+                self._rounds_shown = len(p.rounds)
+                self.show_dirty()
+            if self._plan_dirty:
+                self._plan_dirty = False
+                self.show_plan()
         if not self._bytes_dirty:
             return
         self._bytes_dirty = False
-        p = self.progress
-        self.query_one("#rate-chart", Sparkline).data = p.rates[-120:] or [0]
         label = Text("throughput ", style="dim")
         label.append(rate(p.bytes_rate), style="bold")
         label.append(f"  ·  {p.bytes_phase or '—'}: {size(p.bytes_total)} moved", style="dim")
@@ -414,7 +441,10 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             and self.query_one("#middle") in focused.ancestors
         ):
             (self._log or self.query_one("#log", LogPane)).focus()  # it is about to be hidden
-        self.toggle_class("-big-log")
+        # Only #middle's style depends on the class: restyle it alone, not every widget of
+        # the screen as toggle_class would (that took most of the time of the key).
+        self.set_class(not self.has_class("-big-log"), "-big-log", update=False)
+        self.app.stylesheet.update_nodes([self.query_one("#middle")], animate=True)
 
 
 def request_from(progress: Progress, failure: MigrationFailed) -> MigrationRequest | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import deque
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -171,11 +172,20 @@ class LogPane(ScrollView, can_focus=True):
             self._strips[key] = strip
         return strip
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._line_style = self.rich_style  # once for all the lines of this redraw
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._line_style = None
+
+    _line_style: Style | None = None
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.scrollable_content_region.width
         index = scroll_y + y
-        style = self.rich_style
+        style = self.rich_style if self._line_style is None else self._line_style
         if index >= len(self.lines):
             return Strip.blank(width, style)
         return self._strip(index).crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
