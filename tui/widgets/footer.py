@@ -15,11 +15,15 @@ class Footer(TextualFooter):
     def _keys(self) -> tuple | None:
         if not self._bindings_ready:
             return None
-        active = self.screen.active_bindings
+        palette = self.app.COMMAND_PALETTE_BINDING
         return (
             self.compact,
             self.show_command_palette,
-            tuple((key, b, enabled, tooltip) for key, (_, b, enabled, tooltip) in active.items()),
+            tuple(
+                (key, b, enabled, tooltip)
+                for key, (_, b, enabled, tooltip) in self.screen.active_bindings.items()
+                if b.show or key == palette  # what compose shows
+            ),
         )
 
     def compose(self):
