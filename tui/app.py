@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 
@@ -51,6 +52,15 @@ class FerrymanApp(App[None]):
 
         self.push_screen(HostsScreen())
         self.look_for_unfinished()
+        self.call_after_refresh(self._freeze_startup_objects)
+
+    def _freeze_startup_objects(self) -> None:
+        """What exists once the console is up (modules, Textual, the stylesheet, the first
+        screen) lives as long as the console: keep it out of the garbage collector's full
+        passes, which otherwise stall every key for tens of ms while a migration floods
+        the console with events. Undone when the console closes."""
+        gc.collect()
+        gc.freeze()
 
     @work(group="recover", exit_on_error=False)
     async def look_for_unfinished(self) -> None:
@@ -69,6 +79,7 @@ class FerrymanApp(App[None]):
             self.push_screen(RecoverScreen(items), after)
 
     async def on_unmount(self) -> None:
+        gc.unfreeze()
         try:
             await self.backend.close()
         except Exception:  # noqa: BLE001 - closing is best effort on the way out
