@@ -145,9 +145,9 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         self.refresh_bindings()
 
     def feed(self, ev: Event) -> None:
-        """Fold one event in. The frequent kinds only note what they changed, for `flush`
-        (bytes, log lines) and `flush_charts` (charts, rounds, plan); phases, the freeze
-        and the result are shown at once, with everything that was waiting."""
+        """Fold one event in. The frequent kinds only note what they changed: `flush` draws
+        bytes and log lines every REDRAW_S, rounds, charts and the plan at most every
+        CHART_S; phases, the freeze and the result show at once, with all that waits."""
         self.events_seen += 1
         if not (isinstance(ev, BytesMoved) and not ev.done):
             self.recorded.append(ev)
