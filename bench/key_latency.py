@@ -1,13 +1,14 @@
 """How fast the console answers keys while a migration floods it with events.
 
-    .venv/bin/python bench/key_latency.py [--events 20000] [--presses 60]
+    .venv/bin/python bench/key_latency.py [--events 20000] [--presses 60] [--runs 1]
 
 Runs the app headless on a replayed migration that emits BytesMoved and LogLine events as
 fast as possible (speed 0, a yield to the event loop between events, as a replay does), and
 meanwhile presses keys that change what the screen shows (`l` toggles the log size twice,
 `?` opens help, `escape` closes it). A key's latency is the time from the press until the
 app has processed it and its effect is visible (the class toggled, the help screen up),
-measured on the event loop's clock. Prints min / median / p95 / max in ms.
+measured on the event loop's clock. Prints min / median / p95 / max in ms, and writes
+every run with the load average to bench/results/key_latency.json.
 
 The flood lasts until the last press (and at least --events events), so no press is
 measured on a console that has nothing left to do; events are made as they are sent, as
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
 import sys
 import time
@@ -152,7 +155,7 @@ class FloodBackend(ReplayBackend):
         return self.flood
 
 
-async def run(n_events: int, presses: int) -> None:
+async def run(n_events: int, presses: int) -> dict:
     backend = FloodBackend(Recording.load(PRECOPY), n_events)
     app = FerrymanApp(backend, refresh_s=0)
     latencies: list[float] = []
@@ -206,11 +209,50 @@ async def run(n_events: int, presses: int) -> None:
         f"min {latencies[0]:.1f}  median {statistics.median(latencies):.1f}  "
         f"p95 {p95:.1f}  max {latencies[-1]:.1f}"
     )
+    return {
+        "presses": len(latencies),
+        "ms": {
+            "min": latencies[0],
+            "median": statistics.median(latencies),
+            "p95": p95,
+            "max": latencies[-1],
+        },
+        "median_ms_by_key": {k: statistics.median(v) for k, v in sorted(by_key.items())},
+        "events_per_s_during_presses": flowed / elapsed,
+        "flood_ended_before_last_press": finished,
+    }
 
 
-if __name__ == "__main__":
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=20000, help="flood at least this long")
     ap.add_argument("--presses", type=int, default=60)
+    ap.add_argument("--runs", type=int, default=1, help="runs, one after the other")
     args = ap.parse_args()
-    asyncio.run(run(args.events, args.presses))
+    runs = []
+    for i in range(args.runs):
+        load = os.getloadavg()[0]
+        if args.runs > 1:
+            print(f"run {i + 1}/{args.runs} (load average {load:.2f})")
+        runs.append({"load_average_1m": load, **asyncio.run(run(args.events, args.presses))})
+    p95s = [r["ms"]["p95"] for r in runs]
+    if args.runs > 1:
+        print(f"p95 over {args.runs} runs (ms): best {min(p95s):.1f}  worst {max(p95s):.1f}")
+    out = ROOT / "bench" / "results" / "key_latency.json"
+    out.write_text(
+        json.dumps(
+            {
+                "command": "bench/key_latency.py " + " ".join(sys.argv[1:]),
+                "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                "cpus": os.cpu_count(),
+                "runs": runs,
+                "worst_p95_ms": max(p95s),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
