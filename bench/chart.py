@@ -25,8 +25,12 @@ def _nice(v: float) -> float:
 
 def _panel(c: dict, x0: float, y0: float) -> tuple[list[str], float]:
     paths = [(p, v["summary"]) for p, v in c["paths"].items() if v["summary"]]
-    h = 30 + ROW_H * max(len(paths), 1) + 18
+    failed = [p for p, v in c["paths"].items() if not v["summary"]]
+    h = 30 + ROW_H * max(len(paths), 1) + 18 + 14 * bool(failed)
     out = [f'<text x="{x0}" y="{y0 + 16}" font-weight="bold">{escape(c["case"])}</text>']
+    if failed:
+        out.append(f'<text x="{x0}" y="{y0 + h - 4}" font-size="11" fill="#b00">every attempt failed: '
+                   f'{escape(", ".join(failed))} (why: in the JSON)</text>')
     top = max([s["gap_s"]["max"] for _, s in paths] + [s["freeze_s"]["median"] for _, s in paths] + [0.01])
     scale_max = _nice(top)
     bar_w = PANEL_W - LABEL_W - 60
