@@ -119,7 +119,10 @@ class FerrymanApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             if not self.is_screen_installed("help"):
                 self.install_screen(HelpScreen(), "help")  # built once, kept when closed
-            self.push_screen("help")
+            if self.get_screen("help") in self.screen_stack:  # open below another screen
+                self.push_screen(HelpScreen())
+            else:
+                self.push_screen("help")
 
     def action_history(self) -> None:
         from tui.screens.history import HistoryScreen

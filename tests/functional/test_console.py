@@ -469,3 +469,23 @@ async def test_help_opens_again_from_the_top():
             await pilot.pause(0.05)
             await pilot.press("escape")
             assert isinstance(app.screen, HostsScreen)
+
+
+async def test_help_over_a_screen_over_help():
+    app = make_app(replay(PRECOPY))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        app.action_help()  # as the command palette's Keys does
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        app.action_history()
+        await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")
+        app.action_help()
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help again")
+        helps = [s for s in app.screen_stack if isinstance(s, HelpScreen)]
+        assert len(helps) == 2 and helps[0] is not helps[1]
+        await pilot.press("escape")
+        assert isinstance(app.screen, HistoryScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, HostsScreen)
