@@ -131,6 +131,6 @@ class CpuMeter:
                 m.poll()
             src, dst = (m.seconds() for m in self._ns)
         else:
-            src, dst = (await guest_busy_s(h) - g0 for h, g0 in zip((self.src, self.dst), self._guest0, strict=True))
+            src, dst = [await guest_busy_s(h) - g0 for h, g0 in zip((self.src, self.dst), self._guest0, strict=True)]
         self.result = {"cpu_source_s": src, "cpu_target_s": dst, "cpu_console_s": console,
                        "wall_s": time.monotonic() - self._t0}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -129,6 +130,7 @@ async def run_suite(args: argparse.Namespace) -> dict:
             for p in paths:
                 c["paths"][p]["summary"] = report.summarise(c["paths"][p]["runs"])
             res["cases"].append(c)
+            save(f"{args.name}.partial", res)  # what is done so far, should the run be cut short
     finally:
         for h in (src, dst):
             await docker(h, "rm", "-f", NAME, check=False)
@@ -152,15 +154,21 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.3, help="pre-copy's downtime budget, seconds")
     ap.add_argument("--raw-mib", type=int, help="size of the raw SSH throughput probe")
     ap.add_argument("--name", help="results file name (default suite-<lab>[-quick])")
+    ap.add_argument("--report", type=Path, metavar="JSON", help="print and draw a results file again, run nothing")
     args = ap.parse_args()
     _, _, sizes, raw_mib = LABS[args.lab]
     if args.quick:
         args.runs, args.mib, args.dirty = 1, args.mib or [64], [4] if args.dirty == [0, 4, 32] else args.dirty
     args.mib = args.mib or sizes
     args.raw_mib = args.raw_mib or (raw_mib // 4 if args.quick else raw_mib)
-    name = args.name or f"suite-{args.lab}" + ("-quick" if args.quick else "")
-    res = asyncio.run(run_suite(args))
-    lines = ["", f"{res['lab_name']}, {res['source']} → {res['target']}, {args.runs} run(s) per path, "
+    name = args.name = args.name or f"suite-{args.lab}" + ("-quick" if args.quick else "")
+    if args.report:  # the table, targets and chart again from a results file
+        res = json.loads(args.report.read_text())
+        name = args.report.name.removesuffix(".json")
+    else:
+        res = asyncio.run(run_suite(args))
+        (RESULTS / f"{name}.partial.json").unlink(missing_ok=True)
+    lines = ["", f"{res['lab_name']}, {res['source']} → {res['target']}, {res['runs']} run(s) per path, "
              f"median [min–max]; {res['uptime_start']}",
              f"raw SSH throughput (relay through this console): {res['raw_ssh_mib_s']['median']:.0f} MiB/s "
              f"[{res['raw_ssh_mib_s']['min']:.0f}–{res['raw_ssh_mib_s']['max']:.0f}]", ""]
@@ -169,7 +177,8 @@ def main() -> None:
     lines += report.target_lines(res["targets"])
     res["printed"] = lines
     print("\n".join(lines))
-    print(f"\nwrote {save(name, res)} and {chart.svg(res, RESULTS / f'{name}.svg')}")
+    out = args.report or save(name, res)
+    print(f"\nwrote {'' if args.report else f'{out} and '}{chart.svg(res, RESULTS / f'{name}.svg')}")
 
 
 if __name__ == "__main__":
