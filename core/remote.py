@@ -65,7 +65,8 @@ def runc(runc_root: str, *args: str) -> list[str]:
 
 
 def mkdir_private(*paths: str) -> list[str]:
-    return ["mkdir", "-p", "-m", "700", *paths]
+    """Folders for root only, the parents `-p` makes included (`-m` alone sets only the last)."""
+    return ["sh", "-c", 'umask 077 && exec mkdir -p -m 700 -- "$@"', "mkdir_private", *paths]
 
 
 def remove_tree(*paths: str) -> list[str]:

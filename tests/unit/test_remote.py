@@ -97,3 +97,16 @@ def test_checkpoint_command_words():
         and "--pre-dump" in argv
         and argv[argv.index("--parent-path") + 1] == "../p1"
     )
+
+
+def test_private_folders_are_private_with_their_parents(tmp_path):
+    import os
+    import subprocess
+
+    from core import remote
+
+    deep = tmp_path / "images" / "m-1 $(x)" / "img"
+    subprocess.run(remote.quote(remote.mkdir_private(str(deep), str(tmp_path / "images" / "m-1 $(x)" / "work"))),
+                   shell=True, check=True)
+    for d in (tmp_path / "images", deep.parent, deep, deep.parent / "work"):
+        assert os.stat(d).st_mode & 0o777 == 0o700, d
