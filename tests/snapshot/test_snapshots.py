@@ -119,3 +119,27 @@ def test_help(snap_compare):
         await pilot.press("question_mark")
 
     assert snap_compare(make_app(replay(PRECOPY)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_recovery_offer(snap_compare):
+    from core.engine.recovery import Pending, Plan
+    from core.journal import JournalEntry
+    from core.replay import Recording, ReplayBackend
+    from tui.screens.recover import RecoverScreen
+
+    def entry(mid: str, result: str, phase: str) -> JournalEntry:
+        return JournalEntry(migration_id=mid, container="cache-1", source="host1", target="host2",
+                            strategy="stop-and-copy", started=FIXED_NOW, result=result, phase=phase)
+
+    items = [
+        Pending(entry("20251124-120000-a1b2c3", "running", "transfer"),
+                Plan("resume", "cache-1 runs nowhere: it will be resumed on host1 from its checkpoint")),
+        Pending(entry("20251124-113000-d4e5f6", "in doubt", "restore"),
+                Plan("unreachable", "cannot look at it now: host2: cannot reach 10.0.0.12:22")),
+    ]
+    backend = ReplayBackend(Recording.load(PRECOPY), speed=0, pending=items)
+
+    async def run_before(pilot):
+        await until(pilot, lambda: isinstance(pilot.app.screen, RecoverScreen))
+
+    assert snap_compare(make_app(backend), terminal_size=SIZE, run_before=run_before)

@@ -25,6 +25,7 @@ def keys_table() -> list[tuple[str, str, str, str]]:
     from tui.screens.hosts import HostsScreen
     from tui.screens.migrate_dialog import MigrateDialog
     from tui.screens.migration import MigrationScreen
+    from tui.screens.recover import RecoverScreen
     from tui.widgets.confirm import ConfirmScreen
 
     owners = (
@@ -36,6 +37,7 @@ def keys_table() -> list[tuple[str, str, str, str]]:
         ("doctor", DoctorScreen),
         ("full log", LogScreen),
         ("history", HistoryScreen),
+        ("recovery offer", RecoverScreen),
     )
     rows = []
     for where, cls in owners:
