@@ -10,6 +10,8 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from bench.report import ordered
+
 COLOURS = {"dump_s": "#4e79a7", "transfer_s": "#f28e2b", "restore_s": "#59a14f"}
 W, PANEL_W, ROW_H, PAD = 1100, 520, 22, 14
 LABEL_W = 110
@@ -23,9 +25,9 @@ def _nice(v: float) -> float:
     return v
 
 
-def _panel(c: dict, x0: float, y0: float) -> tuple[list[str], float]:
-    paths = [(p, v["summary"]) for p, v in c["paths"].items() if v["summary"]]
-    failed = [p for p, v in c["paths"].items() if not v["summary"]]
+def _panel(c: dict, order: list[str], x0: float, y0: float) -> tuple[list[str], float]:
+    paths = [(p, c["paths"][p]["summary"]) for p in order if c["paths"][p]["summary"]]
+    failed = [p for p in order if not c["paths"][p]["summary"]]
     h = 30 + ROW_H * max(len(paths), 1) + 18 + 14 * bool(failed)
     out = [f'<text x="{x0}" y="{y0 + 16}" font-weight="bold">{escape(c["case"])}</text>']
     if failed:
@@ -60,7 +62,7 @@ def _panel(c: dict, x0: float, y0: float) -> tuple[list[str], float]:
 def svg(res: dict, path: Path) -> Path:
     body, y, col, row_h = [], 70.0, 0, 0.0
     for c in res["cases"]:
-        part, h = _panel(c, PAD + col * (PANEL_W + 30), y)
+        part, h = _panel(c, ordered(res, c), PAD + col * (PANEL_W + 30), y)
         body += part
         row_h = max(row_h, h)
         col += 1

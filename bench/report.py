@@ -35,6 +35,11 @@ def med(case: dict, path: str, metric: str) -> float | None:
     return s["median"] if s else None
 
 
+def ordered(res: dict, case: dict) -> list[str]:
+    """The case's paths in the order they ran (a results file has its keys sorted)."""
+    return [p for p in res.get("paths", case["paths"]) if p in case["paths"]]
+
+
 def split(case: dict, path: str) -> str:
     s = case["paths"][path]["summary"]
     if not s:
@@ -54,7 +59,8 @@ def table(res: dict) -> list[str]:
             f"{'restore':>7} {'total':>7} {'wire MiB':>12} {'rate MiB/s':>14} {'CPU s src/dst/console':>22}")
     lines = [head, "-" * len(head)]
     for c in res["cases"]:
-        for path, p in c["paths"].items():
+        for path in ordered(res, c):
+            p = c["paths"][path]
             s = p["summary"]
             fails = sum(len(r.get("failed_attempts", [])) for r in p["runs"])
             if not s:
