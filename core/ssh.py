@@ -201,6 +201,12 @@ class HostConnection:
         except (asyncssh.Error, OSError) as e:
             self._mark_lost(e)
             raise HostError(self.name, HostState.UNREACHABLE, f"connection lost: {e}") from e
+        if p.exit_status is None and p.exit_signal is None and conn.is_closed():
+            # No exit status because the channel went down with the connection.
+            self._mark_lost(ConnectionError("closed"))
+            raise HostError(
+                self.name, HostState.UNREACHABLE, f"connection lost while `{_short(command, 60)}` ran"
+            )
         res = Result(str(p.stdout or ""), str(p.stderr or ""), p.exit_status)
         if check and not res.ok:
             raise CommandError(self.name, command, res.status, res.stderr or res.stdout)

@@ -32,7 +32,7 @@ from core.dockerapi import EngineError
 from core.engine import checkpoint, criu_options, heartbeat, postcopy, restore, twin
 from core.engine.armed import Armed
 from core.engine.page_stream import PageStream
-from core.engine.precopy import RESTORE_ESTIMATE_S, Rounds
+from core.engine.precopy import RESTORE_ESTIMATE_S, RoundError, Rounds
 from core.engine.transfer import Meter, StreamCancelled, pipe, relay
 from core.events import Phase
 from core.fleet import Fleet, Host
@@ -538,6 +538,13 @@ class Migration:
                     e.log = await self._fetch(self.src, f"{c.src_dir}/prework{c.rounds.n}/dump.log")
                     e.log_name = f"pre-dump-{c.rounds.n}.log"
                     raise
+                except RoundError as e:
+                    raise MigrationError(
+                        str(e),
+                        host=self.src.name,
+                        log=await self._fetch(self.src, e.log_path),
+                        log_name=f"pre-dump-{c.rounds.n}.log",
+                    ) from e
                 st, d = r.stats, r.decision
                 self.emit(
                     ev.RoundFinished(

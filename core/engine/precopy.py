@@ -11,6 +11,7 @@ only does the I/O and turns CRIU's statistics into RoundStats.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ from core.ssh import read_remote_file
 
 # Until a restore on this target has been measured, the planner assumes this much.
 RESTORE_ESTIMATE_S = 0.4
+
+
+class RoundError(Exception):
+    """A round that cannot be used; `log_path` is its CRIU log on the source."""
+
+    def __init__(self, message: str, log_path: str) -> None:
+        super().__init__(message)
+        self.log_path = log_path
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,18 @@ class Rounds:
         )
         await self._run(self.src, remote.quote(cmd), f"pre-dump round {n}")
         dump_s = time.monotonic() - started
-        data = await read_remote_file(self.src.ssh, f"{work}/stats-dump")
-        stats = criu_stats.parse_dump_stats(data) if data else None
+        stats = None
+        for pause in (0.0, 1.0):  # a busy host may lag in showing the file
+            await asyncio.sleep(pause)
+            data = await read_remote_file(self.src.ssh, f"{work}/stats-dump")
+            stats = criu_stats.parse_dump_stats(data) if data else None
+            if stats is not None:
+                break
         if stats is None:
-            raise RuntimeError(f"pre-dump round {n} left no statistics in {self.src.name}:{work}")
+            raise RoundError(
+                f"pre-dump round {n} left no statistics in {self.src.name}:{work}",
+                f"{work}/dump.log",
+            )
         meter = self._meter()
         t0 = time.monotonic()
         into = self._dst_round(n)
