@@ -83,7 +83,7 @@ def ratio_lines(res: dict) -> list[str]:
     for c in res["cases"]:
         if NAIVE not in c["paths"]:
             continue
-        for path in c["paths"]:
+        for path in ordered(res, c):
             if path == NAIVE:
                 continue
             r = pairwise(c["paths"][path]["runs"], c["paths"][NAIVE]["runs"])
