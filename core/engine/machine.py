@@ -29,7 +29,7 @@ from typing import Any
 from core import criu_stats, remote
 from core import events as ev
 from core.dockerapi import EngineError
-from core.engine import checkpoint, criu_options, heartbeat, postcopy, restore, twin
+from core.engine import checkpoint, criu_options, heartbeat, page_holder, postcopy, restore, twin
 from core.engine.armed import Armed
 from core.engine.page_stream import PageStream
 from core.engine.precopy import RESTORE_ESTIMATE_S, RoundError, Rounds
@@ -900,6 +900,25 @@ class Migration:
         c.lazy_link = postcopy.LazyLink(self.src.ssh, self.dst.ssh, self._lazy_meter())
         await c.lazy_link.open()
         self._undo.append(("close the page link", c.lazy_link.close))
+        # The source end of the link is held by a process of its own: a cut SSH connection
+        # must not look like the end of the transfer to CRIU (core/engine/page_holder.py).
+        c.lazy_link.hold_port = 20000 + secrets.randbelow(40000)
+        holder_pid = f"{c.src_dir}/page-holder.pid"
+        await self.sh(
+            self.src,
+            remote.quote(
+                page_holder.holder_command(
+                    c.lazy_link.hold_port, c.lazy_link.source_port, holder_pid
+                )
+            ),
+            what="starting the page holder",
+        )
+        self._undo.append(
+            (
+                "stop the page holder",
+                lambda: self._run_quiet(self.src, remote.kill_pidfile(holder_pid)),
+            )
+        )
         self.log(
             "ferryman",
             f"post-copy: {self.dst.name} 127.0.0.1:{c.lazy_link.target_port} will reach "
@@ -1256,6 +1275,9 @@ class Migration:
         if self._locked:
             await self.src.ssh.run(remote.quote(remote.remove_tree(self._lock_path())), check=False)
             self._locked = False
+
+    async def _run_quiet(self, host: Host, argv: list[str]) -> None:
+        await host.ssh.run(remote.quote(argv), check=False)
 
     async def _rm(self, host: Host, path: str) -> None:
         await host.ssh.run(remote.quote(remote.remove_tree(path)), check=False)

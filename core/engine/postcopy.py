@@ -18,18 +18,21 @@ What runs where (all of it measured on Docker 20.10 / runc 1.1.5 / CRIU 4.2.1):
   restore maps the memory empty, registered with userfaultfd, and the container runs
   while the daemon pulls pages: on fault first, and everything else in the background.
 * the link: P2 is a listener on the target's loopback (sshd's remote forward) that the
-  console joins to a direct-tcpip channel to the source's 127.0.0.1:P. Nothing listens
-  on the network; the bytes are encrypted by the two SSH connections.
+  console joins to a direct-tcpip channel to the source's page holder (127.0.0.1:H, a
+  detached process, core/engine/page_holder.py), which holds the connection to CRIU's
+  127.0.0.1:P. Nothing listens on the network; the bytes are encrypted by the two SSH
+  connections.
 
 The risk, and what keeps the source whole: until the last page has arrived, the
 container's memory is split between the hosts. The complete copy is the frozen source
 process: CRIU keeps it frozen (cgroup freezer, ptrace) and intact until the transfer
 ends. CRIU takes *any* end of the page-server connection for the end of the transfer and
-then kills the source's tasks, so the link never passes on an end the target did not
-announce (`PS_IOV_CLOSE` in the request stream): when the target side or the source side
-breaks, the link holds the other end open, the twin is killed first, then the dump
-process (SIGKILL: the tasks stay frozen, memory intact) and the container is thawed on
-the source (`runc resume`). If the dump process fails on its own (an error, not an end),
+then kills the source's tasks, so no end reaches it that the target did not announce
+(`PS_IOV_CLOSE` in the request stream): the console's link holds the target's end open
+when the source side breaks, and the page holder holds CRIU's end open when the SSH
+connection to the source is cut. Then the twin is killed first, the dump process next
+(SIGKILL: the tasks stay frozen, memory intact) and the container is thawed on the
+source (`runc resume`). If the dump process fails on its own (an error, not an end),
 CRIU resumes the source's tasks itself; the twin is killed as the first rollback step.
 
 Measured on the VM lab: without `address 127.0.0.1`, CRIU listened on 0.0.0.0, and a
@@ -223,6 +226,7 @@ class LazyLink:
     meter: Meter
     source_port: int = field(default_factory=lambda: 20000 + secrets.randbelow(40000))
     target_port: int = 0
+    hold_port: int = 0  # the source's page holder (core/engine/page_holder.py), when started
     closed_by_target: bool = False  # PS_IOV_CLOSE seen: the target has every page
     broken: str = ""  # why the link ended before that
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -244,7 +248,9 @@ class LazyLink:
             self.connected.set()
             src = await self.src.connect()
             try:
-                s_reader, s_writer = await src.open_connection("127.0.0.1", self.source_port)
+                s_reader, s_writer = await src.open_connection(
+                    "127.0.0.1", self.hold_port or self.source_port
+                )
             except (asyncssh.Error, OSError) as e:
                 self.broken = f"the source's page server did not answer: {e}"
                 self.ended.set()
