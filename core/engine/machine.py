@@ -103,6 +103,7 @@ class Ctx:
     throttled: bool = False
     lazy_link: postcopy.LazyLink | None = None  # post-copy: the page link, source ↔ target
     lazy_dump: postcopy.LazyDump | None = None  # post-copy: the serving dump process
+    lazy_done: bool = False  # post-copy: every page arrived, the frozen copy is gone
 
 
 def process_start(pid: int) -> str:
@@ -217,6 +218,8 @@ class Migration:
                 "frozen": c.frozen_at is not None,
                 "dump_done": bool(c.t_dump_end),
                 "pages_streamed": c.pages_streamed,
+                "lazy_runc_pid": c.lazy_dump.runc_pid if c.lazy_dump else 0,
+                "lazy_done": c.lazy_done,
                 "checkpoint_name": c.checkpoint_name,
                 "console_pid": os.getpid(),
                 "console_started": process_start(os.getpid()),
@@ -955,6 +958,7 @@ class Migration:
                 log_name="dump.log",
             )
         self.log(self.src.name, "the frozen container serves its memory (lazy page server up)")
+        self._save_ctx()  # recovery must know of the frozen copy, should this console die
 
     async def _frozen_part_of_lazy_dump(self, wall_s: float) -> float:
         log = await self._fetch(self.src, f"{self.ctx.src_dir}/work/dump.log")
@@ -1017,6 +1021,8 @@ class Migration:
                 for label, undo in self._undo
                 if undo != self._rescue_source
             ]
+            c.lazy_done = True
+            self._save_ctx()
             await c.lazy_link.close()
 
     async def _restart_source(self) -> None:

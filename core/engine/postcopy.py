@@ -41,10 +41,10 @@ finished successfully": CRIU killed the container (exit 137) with its memory uns
 
 Limits: after the lazy phase the source's tasks are gone and its images hold no memory,
 so a later rollback can only restart the source container (said as a warning). If the
-console itself dies during the lazy phase, both SSH connections close: CRIU takes that
-for the end, and the twin runs on with the pages it had not received yet zero-filled;
-`ferryman recover` cannot repair that. Hybrid (pre-copy rounds, then a lazy switch) is
-not wired yet.
+console itself dies during the lazy phase, the page holder keeps CRIU waiting and the
+source frozen; `ferryman recover` (or the console at its next start) stops the twin and
+thaws the source from its frozen copy. Losing the source host itself in the lazy phase
+loses the container: that is post-copy's price, and the console marks the phase at risk.
 """
 
 from __future__ import annotations

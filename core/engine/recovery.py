@@ -24,6 +24,7 @@ from typing import Any
 from core import events as ev
 from core import journal, remote
 from core.config import ConfigError
+from core.engine import postcopy
 from core.engine.machine import Migration, _running, process_start
 from core.fleet import Fleet
 from core.journal import JournalEntry
@@ -38,7 +39,7 @@ class Plan:
     @property
     def to_do(self) -> bool:
         """Something to carry out (after the user's yes)."""
-        return self.action in ("finish", "rollback", "resume", "start-twin")
+        return self.action in ("finish", "rollback", "resume", "start-twin", "rescue")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,13 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
             )
     m = await _migration(fleet, entry)
     c = m.ctx
+    if x.get("lazy_runc_pid") and not x.get("lazy_done") and entry.result in ("running", "in doubt"):
+        # Cut in the lazy phase: the whole copy is the frozen source, held by its dump.
+        return Plan(
+            "rescue",
+            f"the lazy phase was cut: the copy on {entry.target} will be stopped and "
+            f"{entry.container} thawed on {entry.source} from its frozen copy (memory intact)",
+        )
     src_runs = await _running(m.src, c.container_id)
     dst_runs = bool(c.twin_id) and await _running(m.dst, c.twin_id)
     src_exists = await m.src.engine.inspect(c.container_id) is not None
@@ -164,6 +172,25 @@ async def apply(fleet: Fleet, entry: JournalEntry, p: Plan, log: Callable[[str],
     elif p.action == "resume":
         await m._stop_twin()  # noqa: SLF001
         await m._resume_source()  # noqa: SLF001
+        await m._remove_twin()  # noqa: SLF001
+        await m._cleanup()  # noqa: SLF001
+        where = entry.source
+    elif p.action == "rescue":
+        await m._stop_twin()  # noqa: SLF001 - first: never two copies
+        out = await m.sh(
+            m.src,
+            remote.quote(
+                postcopy.rescue_script(
+                    m.src.spec.runc_root, c.container_id, int(last_ctx(entry)["lazy_runc_pid"])
+                )
+            ),
+            what="bringing the container back from its frozen copy",
+        )
+        if not out.strip().endswith("running"):
+            raise RuntimeError(
+                f"the frozen copy of {entry.container} on {entry.source} is "
+                f"{out.strip().rsplit(' ', 1)[-1] or 'gone'}: start it by hand (its memory is lost)"
+            )
         await m._remove_twin()  # noqa: SLF001
         await m._cleanup()  # noqa: SLF001
         where = entry.source

@@ -43,6 +43,7 @@ CASES = [
     ("post-copy", "lazy", "source SSH drops"),
     ("post-copy", "lazy", "target SSH drops"),
     ("post-copy", "lazy", "user aborts"),
+    ("post-copy", "lazy", "console killed"),
 ]
 
 
