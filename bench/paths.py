@@ -104,10 +104,11 @@ async def naive(src: Host, dst: Host, name: str) -> dict:
     transfer_s = time.monotonic() - t1
     try:
         restore_s = await _timed_docker(dst, "start", "--checkpoint", NAIVE, name)
-    except CommandError as e:  # say why, from CRIU's log, while it is still there
-        m = re.search(r"log file: (\S+restore\.log)", str(e))
+    except CommandError as e:  # say why, from CRIU's log if Docker has not removed it yet
+        m = re.search(r"log file: (\S+restore\.log)", e.stderr)
         why = (await dst.ssh.run(f"grep Error {m.group(1)} | tail -3", check=False)).stdout if m else ""
-        raise RuntimeError(f"docker start --checkpoint failed: {why.strip() or e}") from e
+        said = (e.stderr.strip().splitlines() or [f"exit status {e.status}"])[-1]
+        raise RuntimeError(f"docker start --checkpoint failed on {dst.name}: {why.strip() or said}") from e
     src_log = await docker(src, "logs", name)
     gap = await app_gap(src, dst, name, src_log)
     await docker(src, "rm", "-f", name)
