@@ -1236,6 +1236,8 @@ class Migration:
             )
 
     async def _stop_twin(self) -> None:
+        if self.ctx.lazy_link is not None and not self.ctx.lazy_done:
+            self.ctx.lazy_link.hold()
         if self.ctx.twin_id:
             await self.dst.engine.call(lambda cl: _kill(cl, self.ctx.twin_id))
 

@@ -228,6 +228,7 @@ class LazyLink:
     target_port: int = 0
     hold_port: int = 0  # the source's page holder (core/engine/page_holder.py), when started
     closed_by_target: bool = False  # PS_IOV_CLOSE seen: the target has every page
+    holding: bool = False  # rolling back: nothing more from the target reaches the source
     broken: str = ""  # why the link ended before that
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -269,6 +270,8 @@ class LazyLink:
         pending = b""
         try:
             while data := await r.read(CHUNK):
+                if self.holding:
+                    continue  # a twin being stopped may say "close": it must not reach CRIU
                 pending += data
                 while len(pending) >= PSI_SIZE:
                     (cmd,) = struct.unpack_from("<I", pending)
@@ -280,7 +283,7 @@ class LazyLink:
         except (asyncssh.Error, OSError) as e:
             self.broken = self.broken or f"the link to the target broke: {e}"
             return
-        if self.closed_by_target:
+        if self.closed_by_target and not self.holding:
             with contextlib.suppress(Exception):
                 w.write_eof()
         else:
@@ -301,6 +304,11 @@ class LazyLink:
                 w.write_eof()
         else:
             self.broken = self.broken or "the source's page server went away before the end"
+
+    def hold(self) -> None:
+        """From now on the source's end hears nothing more: the rollback is about to stop
+        the twin, whose lazy-pages daemon may then announce an end CRIU must not see."""
+        self.holding = True
 
     async def close(self) -> None:
         if self._listener is not None:
