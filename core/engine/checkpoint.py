@@ -41,3 +41,23 @@ def checkpoint_cmd(
     if systemd_cgroup:
         argv.insert(1, "--systemd-cgroup")
     return argv
+
+
+def under_conf_lock(argv: list[str], work_path: str, lock: str) -> str:
+    """`argv` (a runc checkpoint) started under the host's runc.conf lock, held until CRIU
+    has read its configuration (its log has begun), then released.
+
+    runc hands CRIU `/etc/criu/runc.conf` on every call; a restore holds that file, with
+    its own images and work folders in it, for as long as it starts. A dump starting then
+    would read them too. So a dump waits for the lock (the container still runs, so the
+    wait is not downtime) and lets go as soon as CRIU has its options.
+    """
+    q = remote.quote
+    log = f"{work_path}/dump.log"
+    return (
+        f"mkdir -p {q([lock.rsplit('/', 1)[0]])} && exec 9>{q([lock])} && "
+        f"{{ flock -w 120 9 || {{ echo 'the runc.conf lock ({lock}) stayed busy for 120 s' >&2; exit 75; }}; }}; "
+        f"{q(argv)} 9>&- & rp=$!; "
+        f"for _ in $(seq 1000); do [ -s {q([log])} ] && break; kill -0 $rp 2>/dev/null || break; sleep 0.01; done; "
+        f"exec 9>&-; wait $rp"
+    )

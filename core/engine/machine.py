@@ -632,7 +632,7 @@ class Migration:
             parent_path=c.rounds.last_parent if c.rounds else None,
             extra_flags=tuple(criu_options.dump_flags(self.req.criu_options)),
         )
-        dump_cmd = remote.quote(dump)
+        dump_cmd = checkpoint.under_conf_lock(dump, f"{c.src_dir}/work", restore.LOCK)
         if self.strategy in LAZY:
             dump_cmd = await self._arm_lazy()
         c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()

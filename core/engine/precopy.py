@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core import criu_stats, remote
-from core.engine import checkpoint
+from core.engine import checkpoint, restore
 from core.engine.transfer import Meter, relay
 from core.fleet import Host
 from core.precopy_planner import Decision, PrecopyPlanner, RoundStats
@@ -95,7 +95,11 @@ class Rounds:
             pre_dump=True,
             parent_path=f"../pre{n - 1}" if n > 1 else None,
         )
-        await self._run(self.src, remote.quote(cmd), f"pre-dump round {n}")
+        await self._run(
+            self.src,
+            checkpoint.under_conf_lock(cmd, work, restore.LOCK),
+            f"pre-dump round {n}",
+        )
         dump_s = time.monotonic() - started
         stats = None
         for pause in (0.0, 1.0):  # a busy host may lag in showing the file

@@ -109,3 +109,22 @@ def test_restore_estimate_is_the_median_of_recent_restores_to_that_target(tmp_pa
         j.save()
     assert restore_estimate("h2", 0.4) == 2.0
     assert restore_estimate("h1", 0.4) == 9.0
+
+
+def test_a_dump_holds_the_runc_conf_lock_only_until_criu_logs(tmp_path):
+    import subprocess
+    import time
+
+    from core.engine.checkpoint import under_conf_lock
+
+    lock, work = tmp_path / "conf.lock", tmp_path / "work"
+    work.mkdir()
+    # A stand-in for runc: logs at once, then runs on for a while, then fails with 3.
+    fake = ["sh", "-c", f"sleep 0.3; echo started > {work}/dump.log; sleep 1.5; exit 3"]
+    p = subprocess.Popen(["bash", "-c", under_conf_lock(fake, str(work), str(lock))])
+    time.sleep(0.1)
+    held = subprocess.run(["flock", "-n", str(lock), "true"]).returncode
+    time.sleep(0.6)
+    free = subprocess.run(["flock", "-n", str(lock), "true"]).returncode
+    assert held != 0 and free == 0  # held while CRIU starts, released once it logs
+    assert p.wait(timeout=5) == 3  # runc's own status comes through
