@@ -7,6 +7,7 @@ back on host1 before each test that moves it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -96,6 +97,30 @@ def ferryman(
 
 def events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+async def move_in_process(phases, hook) -> tuple[str, set[str]]:
+    """Move the workload host1 → host2 (stop-and-copy) with the engine in this process;
+    `hook(migration, phase)` runs at the start of each of `phases`, synchronously, so the
+    engine waits while it runs. Returns the migration id and the phases hooked."""
+    from core import events as ev
+    from core.config import load
+    from core.live import LiveBackend
+    from core.models import MigrationRequest
+
+    be = LiveBackend(load(HOSTS_FILE))
+    m = be.migrate(MigrationRequest(container=WORKLOAD, source="host1", target="host2",
+                                    strategy="stop-and-copy"))
+    hooked: set[str] = set()
+    try:
+        async with asyncio.timeout(240):
+            async for e in m:
+                if isinstance(e, ev.PhaseStarted) and e.phase in phases and e.phase not in hooked:
+                    hook(m, e.phase)
+                    hooked.add(e.phase)
+    finally:
+        await be.close()
+    return m.id, hooked
 
 
 def counters_continue(h, since: int) -> bool:

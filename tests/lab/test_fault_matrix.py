@@ -27,14 +27,17 @@ import sys
 
 import pytest
 
-from core import events as ev
 from core import journal
-from core.config import load
-from core.live import LiveBackend
-from core.models import MigrationRequest
 from lab.layout import HOSTS_FILE, WORKLOAD
 from tests.lab import faults
-from tests.lab.conftest import counters_continue, exists, ferryman, heartbeats, running
+from tests.lab.conftest import (
+    counters_continue,
+    exists,
+    ferryman,
+    heartbeats,
+    move_in_process,
+    running,
+)
 
 PHASES = ["prepare", "checkpoint", "transfer", "restore", "verify", "commit"]
 FAULTS = [
@@ -51,23 +54,6 @@ FAULTS = [
     "console killed",
 ]
 ROWS: list[dict] = []
-
-
-async def _move_in_process(at: str, inject) -> tuple[str, bool]:
-    be = LiveBackend(load(HOSTS_FILE))
-    req = MigrationRequest(container=WORKLOAD, source="host1", target="host2", strategy="stop-and-copy")
-    m = be.migrate(req)
-    injected = False
-    try:
-        async with asyncio.timeout(240):
-            async for e in m:
-                if isinstance(e, ev.PhaseStarted) and e.phase == at and not injected:
-                    # Synchronous: the engine waits on this loop while the fault goes in.
-                    inject(m)
-                    injected = True
-    finally:
-        await be.close()
-    return m.id, injected
 
 
 def _move_and_kill_console(at: str) -> str:
@@ -121,8 +107,8 @@ def test_fault(lab_hosts, workload_on_host1, fault, phase):
                 else:
                     f.inject()
 
-            mid, injected = asyncio.run(_move_in_process(phase, inject))
-            assert injected, f"the migration ended before {phase}: {_entry(mid).cause}"
+            mid, hooked = asyncio.run(move_in_process({phase}, lambda m, _phase: inject(m)))
+            assert hooked, f"the migration ended before {phase}: {_entry(mid).cause}"
         if isinstance(f, faults.DiskFull):
             leftovers = f.leftovers()
     finally:

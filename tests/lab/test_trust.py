@@ -22,7 +22,7 @@ from core.ssh import HostConnection
 from lab import control, sshd
 from lab.layout import HOSTS_FILE, STATE_DIR, WORKLOAD, LabHost
 from lab.shell import in_ns
-from tests.lab.conftest import docker, running
+from tests.lab.conftest import docker, move_in_process, running
 
 SCAN = str(Path(__file__).with_name("portscan.py"))
 
@@ -51,8 +51,7 @@ def test_nothing_listens_to_the_network_during_a_migration(lab_hosts, workload_o
     seen: dict[str, dict] = {}
     modes: list[tuple[str, int, int]] = []
 
-    def look(m) -> None:
-        phase = m._phase.value  # noqa: SLF001 - the phase that just started
+    def look(m, phase: str) -> None:
         seen[phase] = {
             "open": open_ports(h3, h1, h2),
             "listening": {h.name: listeners(h) for h in (h1, h2)},
@@ -63,7 +62,9 @@ def test_nothing_listens_to_the_network_during_a_migration(lab_hosts, workload_o
                 st = d.stat()
                 modes.append((f"{h.name}:{d}", st.st_mode & 0o777, st.st_uid))
 
-    mid = asyncio.run(_look_at_every_phase(look))
+    phases = {"prepare", "checkpoint", "transfer", "restore", "verify", "commit"}
+    mid, done = asyncio.run(move_in_process(phases, look))
+    assert done == phases, f"phases looked at: {sorted(done)}"
     assert running(h2, WORKLOAD), journal_cause(mid)
     for phase, s in seen.items():
         assert s["open"] == [f"{h1.address}:22", f"{h2.address}:22"], (phase, s["open"])
@@ -75,31 +76,6 @@ def test_nothing_listens_to_the_network_during_a_migration(lab_hosts, workload_o
     assert modes, "no image folder was seen"
     for where, mode, uid in modes:
         assert uid == 0 and mode & 0o077 == 0, f"{where} is {oct(mode)} owned by {uid}"
-
-
-async def _look_at_every_phase(look) -> str:
-    phases = {"prepare", "checkpoint", "transfer", "restore", "verify", "commit"}
-    done: set[str] = set()
-
-    def at_each(m) -> None:
-        look(m)
-        done.add(m._phase.value)  # noqa: SLF001
-
-    from core import events as ev
-    from core.live import LiveBackend
-    from core.models import MigrationRequest
-
-    be = LiveBackend(load(HOSTS_FILE))
-    m = be.migrate(MigrationRequest(container=WORKLOAD, source="host1", target="host2",
-                                    strategy="stop-and-copy"))
-    try:
-        async for e in m:
-            if isinstance(e, ev.PhaseStarted) and e.phase in phases:
-                at_each(m)
-    finally:
-        await be.close()
-    assert done == phases, f"phases looked at: {sorted(done)}"
-    return m.id
 
 
 def journal_cause(mid: str) -> str:
