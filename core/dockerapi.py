@@ -122,11 +122,43 @@ class Engine:
 
         return await self.call(get)
 
-    async def create_volume(self, name: str, driver: str = "local") -> None:
-        await self.call(lambda c: c.api.create_volume(name=name, driver=driver))
+    async def create_volume(
+        self,
+        name: str,
+        driver: str = "local",
+        options: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        await self.call(
+            lambda c: c.api.create_volume(
+                name=name, driver=driver, driver_opts=options or None, labels=labels or None
+            )
+        )
 
-    async def remove_volume(self, name: str) -> None:
-        await self.call(lambda c: c.api.remove_volume(name, force=True))
+    async def remove_volume(self, name: str, force: bool = True) -> None:
+        await self.call(lambda c: c.api.remove_volume(name, force=force))
+
+    async def set_restart_policy(self, container: str, policy: dict[str, Any]) -> None:
+        """`docker update --restart`: what dockerd does when the container's process ends."""
+        await self.call(lambda c: c.api.update_container(container, restart_policy=policy))
+
+    async def kill(self, container: str) -> None:
+        """SIGKILL the container's process. A container that is not running (or gone) is
+        fine; any other refusal is an EngineError: the caller must not assume it stopped."""
+
+        def kill(c: docker.DockerClient) -> None:
+            try:
+                c.api.kill(container)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as e:
+                if e.status_code == 409 and "not running" in str(e):
+                    return
+                raise EngineError(
+                    f"{self.host.name}: dockerd refused to stop {container[:12]} ({_first_line(e)})"
+                ) from None
+
+        await self.call(kill)
 
     async def has_network(self, name: str) -> bool:
         return await self.call(lambda c: bool(c.api.networks(names=[name])))

@@ -27,6 +27,17 @@ def why_not_migratable(inspect: dict[str, Any]) -> str:
         return "paused: unpause it first"
     if cfg.get("Tty"):
         return "has a terminal (docker run -t): CRIU cannot take its TTY along through Docker"
+    if hc.get("AutoRemove"):
+        return (
+            "started with --rm: dockerd deletes it the moment the checkpoint stops it, so a "
+            "failed move could not bring it back; run it again without --rm to move it"
+        )
+    for m in inspect.get("Mounts") or []:
+        if m.get("Type") == "volume" and (m.get("Driver") or "local") != "local":
+            return (
+                f"volume {m.get('Name')} uses the {m['Driver']} driver: ferryman copies only "
+                "local volumes; move its data with that driver's own tools"
+            )
     net = hc.get("NetworkMode", "")
     if net == "host":
         return "uses the host's network (--network host): its sockets belong to the host"

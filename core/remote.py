@@ -73,6 +73,24 @@ def remove_tree(*paths: str) -> list[str]:
     return ["rm", "-rf", "--one-file-system", *paths]
 
 
+def empty_dirs(paths: Sequence[str]) -> list[str]:
+    """Remove what each folder holds, keeping the folder itself."""
+    return [
+        "find",
+        *paths,
+        "-mindepth",
+        "1",
+        "-maxdepth",
+        "1",
+        "-exec",
+        "rm",
+        "-rf",
+        "--one-file-system",
+        "{}",
+        "+",
+    ]
+
+
 def tar_create(directory: str, *members: str) -> list[str]:
     return [
         "tar",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import os
 import secrets
@@ -33,6 +34,7 @@ from core.engine import checkpoint, criu_options, heartbeat, page_holder, postco
 from core.engine.armed import Armed
 from core.engine.page_stream import PageStream
 from core.engine.precopy import RESTORE_ESTIMATE_S, RoundError, Rounds
+from core.engine.states import FINAL, State, transition
 from core.engine.transfer import Meter, StreamCancelled, pipe, relay
 from core.events import Phase
 from core.fleet import Fleet, Host
@@ -104,6 +106,10 @@ class Ctx:
     lazy_link: postcopy.LazyLink | None = None  # post-copy: the page link, source ↔ target
     lazy_dump: postcopy.LazyDump | None = None  # post-copy: the serving dump process
     lazy_done: bool = False  # post-copy: every page arrived, the frozen copy is gone
+    restart_policy: dict[str, Any] | None = None  # the source's, suspended for the move
+    moved_volumes: list[str] = field(default_factory=list)  # named on both hosts
+    dump_fired: bool = False  # the dump command was started: pages may be on the target
+    committed: bool = False
 
 
 def process_start(pid: int) -> str:
@@ -134,9 +140,18 @@ class Migration:
         self._q: asyncio.Queue[ev.Event | None] = asyncio.Queue()
         self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._aborted = False
-        self._phase = Phase.PREFLIGHT
-        self._committed = False
+        self.state = State.NEW
+        self._phase = Phase.PREFLIGHT  # the phase a failure is reported in
         self._left: list[str] = []  # steps after the commit that could not be done
+        self._journal_error = ""  # why the journal could not be written, once said
+
+    @property
+    def _committed(self) -> bool:
+        return self.ctx.committed
+
+    def _to(self, new: State) -> None:
+        """The one place the migration's state changes (core/engine/states.py)."""
+        self.state = transition(self.state, new)
 
     # --- the face's side -----------------------------------------------------------------
 
@@ -166,9 +181,28 @@ class Migration:
     def emit(self, e: ev.Event) -> None:
         if self.journal is not None:
             self.journal.record(e)
-            if not isinstance(e, ev.BytesMoved) or e.done:
-                self.journal.save()
+            if not isinstance(e, ev.BytesMoved | ev.LogLine) or getattr(e, "done", False):
+                self._save_journal()
         self._q.put_nowait(e)
+
+    def _save_journal(self) -> None:
+        """Write the journal entry; a journal that cannot be written (the console's disk
+        full) is said once and never stops the migration or its rollback."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.save()
+        except OSError as e:
+            if not self._journal_error:
+                self._journal_error = str(e)
+                self._q.put_nowait(
+                    ev.Warning(
+                        text=f"the journal cannot be written ({e}): the move goes on, but a "
+                        f"console killed now leaves nothing for `ferryman recover`"
+                    )
+                )
+        else:
+            self._journal_error = ""
 
     def log(self, host: str, text: str, stream: str = "ferryman") -> None:
         self.emit(ev.LogLine(host=host, text=text, stream=stream))
@@ -180,6 +214,7 @@ class Migration:
     @contextlib.asynccontextmanager
     async def phase(self, p: Phase) -> AsyncIterator[None]:
         self._check_abort()
+        self._to(State(p.value))
         self._phase = p
         t0 = time.monotonic()
         self.emit(ev.PhaseStarted(phase=p.value))
@@ -220,6 +255,10 @@ class Migration:
                 "pages_streamed": c.pages_streamed,
                 "lazy_runc_pid": c.lazy_dump.runc_pid if c.lazy_dump else 0,
                 "lazy_done": c.lazy_done,
+                "dump_fired": c.dump_fired,
+                "committed": c.committed,
+                "restart_policy": c.restart_policy,
+                "moved_volumes": c.moved_volumes,
                 "checkpoint_name": c.checkpoint_name,
                 "console_pid": os.getpid(),
                 "console_started": process_start(os.getpid()),
@@ -227,24 +266,67 @@ class Migration:
                 "dst_address": self.dst.spec.address,
             }
         )
-        self.journal.save()
+        self._save_journal()
 
     # --- the machine ---------------------------------------------------------------------
 
     async def _run(self) -> None:
         try:
             await self._machine()
+        except asyncio.CancelledError:
+            # Cancelled (Ctrl-C, SIGTERM, the console quit): never a final "failed". Roll
+            # back now if nothing was committed; a second cancel leaves it for recovery.
+            await self._interrupted("the migration was interrupted (cancelled)")
+            raise
         except BaseException as e:  # never leave the face waiting
-            self.emit(
-                ev.MigrationFailed(
-                    phase=self._phase.value,
-                    cause=f"internal error: {e!r}",
-                    running_on=self.req.source,
-                )
-            )
+            if self.state not in FINAL:
+                self._to(State.INTERRUPTED)
+            self._mark_interrupted(f"internal error: {e!r}")
             raise
         finally:
             self._q.put_nowait(None)
+
+    def _mark_interrupted(self, why: str) -> None:
+        """The journal says the migration is unfinished (and the lock stays): whatever
+        happens next, `ferryman recover` sees it."""
+        if self.journal is not None and self.journal.result not in (
+            "succeeded",
+            "rolled back",
+        ):
+            self.journal.result = "running"
+            self.journal.cause = f"{why}: `ferryman recover` finishes or rolls it back"
+            self._save_ctx()
+
+    async def _interrupted(self, why: str) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        self._mark_interrupted(why)
+        if self.journal is None or self.state in (
+            State.SUCCEEDED,
+            State.ROLLED_BACK,
+            State.INCOMPLETE,
+            State.IN_DOUBT,
+        ):
+            return
+        if self.state is State.ROLLING_BACK:
+            # Cancelled again during the rollback: stop, hold the lock, leave it to recovery.
+            self._to(State.INTERRUPTED)
+            self.emit(ev.Warning(text=f"{why} during the rollback: run `ferryman recover`"))
+            return
+        try:
+            if self._committed:
+                self._left.append("the cleanup after the commit")
+                self._to(State.INTERRUPTED)
+                self.journal.result = "incomplete"
+                self.journal.cause = f"{why} after the commit: left for `ferryman recover`"
+                self._save_journal()
+            else:
+                await self._fail(Aborted(why))
+        except asyncio.CancelledError:
+            if self.state is not State.INTERRUPTED:
+                self._to(State.INTERRUPTED)
+            self._mark_interrupted(why + " twice")
 
     async def _machine(self) -> None:
         started = time.monotonic()
@@ -282,13 +364,7 @@ class Migration:
         await self._cleanup()
         c = self.ctx
         gap = heartbeat.gap(c.source_log_tail, self._target_log_tail)
-        if gap is not None and not gap.continued:
-            self.emit(
-                ev.Warning(
-                    text=f"heartbeat counter went from {gap.last_source.counter} to "
-                    f"{gap.first_target.counter}: the application state did not continue"
-                )
-            )
+        self._to(State.INCOMPLETE if self._left else State.SUCCEEDED)
         self.emit(
             ev.MigrationSucceeded(
                 container=c.name,
@@ -306,7 +382,7 @@ class Migration:
         if self._left and self.journal is not None:
             self.journal.result = "incomplete"
             self.journal.cause = "left for `ferryman recover`: " + "; ".join(self._left)
-            self.journal.save()
+            self._save_journal()
 
     _target_log_tail = ""
 
@@ -417,12 +493,26 @@ class Migration:
             for v in twin.named_volumes(c.inspect):
                 await self._create_volume(v["Name"], v.get("Driver") or "local")
             body = twin.create_body(c.inspect)
+            # The twin never restarts on its own during the move: it gets the container's
+            # restart policy at the commit point.
+            body["HostConfig"]["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
             c.twin_id = await self.dst.engine.create_raw(c.name, body)
             self._undo.append(("remove the twin on the target", self._remove_twin))
             self._save_ctx()
             tw = await self.dst.engine.inspect(c.twin_id) or {}
             c.twin_upper = ((tw.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
+            src_upper = ((c.inspect.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+            if src_upper and not c.twin_upper:
+                driver = (tw.get("GraphDriver") or {}).get("Name")
+                raise MigrationError(
+                    f"{self.dst.name}'s storage driver ({driver}) gives the twin no upper "
+                    f"directory: {c.name}'s writable layer (files it wrote) could not be moved",
+                    f"use the overlay2 storage driver on {self.dst.name}",
+                    host=self.dst.name,
+                )
+            await self._empty_volumes()
             self.log(self.dst.name, f"twin {c.name} created ({c.twin_id[:12]}), not started")
+            await self._suspend_restart_policy()
             if self.strategy == "stop-and-copy":
                 await self._open_page_stream()
             del req
@@ -466,12 +556,58 @@ class Migration:
                 f"a volume named {name} already exists on {self.dst.name}",
                 f"remove it there, or rename it, before moving {self.ctx.name}",
             )
-        await self.dst.engine.create_volume(name, driver)
+        src = await self.src.engine.volume(name) or {}
+        await self.dst.engine.create_volume(
+            name, driver, options=src.get("Options"), labels=src.get("Labels")
+        )
+        self.ctx.moved_volumes.append(name)
 
         async def undo() -> None:
             await self.dst.engine.remove_volume(name)
+            self.ctx.moved_volumes.remove(name)
 
         self._undo.append((f"remove volume {name} on {self.dst.name}", undo))
+
+    async def _empty_volumes(self) -> None:
+        """Docker copies the image's files into a new volume when the twin is created; the
+        volume must hold what the source's holds, no more (files deleted there stay so)."""
+        paths = []
+        for name in self.ctx.moved_volumes:
+            dv = await self.dst.engine.volume(name)
+            if dv is not None:
+                paths.append(dv["Mountpoint"])
+        if paths:
+            await self.sh(
+                self.dst,
+                remote.quote(remote.empty_dirs(paths)),
+                what="emptying the new volumes",
+            )
+
+    async def _suspend_restart_policy(self) -> None:
+        """A restart policy would make dockerd start the container again the moment the
+        dump stops it: two copies. Suspend it for the move; put back on rollback."""
+        c = self.ctx
+        pol = (c.inspect.get("HostConfig") or {}).get("RestartPolicy") or {}
+        if (pol.get("Name") or "no") == "no":
+            return
+        c.restart_policy = {
+            "Name": pol["Name"],
+            "MaximumRetryCount": int(pol.get("MaximumRetryCount") or 0),
+        }
+        await self.src.engine.set_restart_policy(c.container_id, {"Name": "no"})
+        self._undo.append(("put back the restart policy on the source", self._put_back_policy))
+        self._save_ctx()
+        self.log(
+            self.src.name,
+            f"restart policy {pol['Name']} suspended on {self.src.name} for the move "
+            "(the twin gets it at the commit)",
+        )
+
+    async def _put_back_policy(self) -> None:
+        if self.ctx.restart_policy:
+            await self.src.engine.set_restart_policy(
+                self.ctx.container_id, self.ctx.restart_policy
+            )
 
     async def _ensure_image(self) -> None:
         c = self.ctx
@@ -709,6 +845,7 @@ class Migration:
             await self._arm()
             self.emit(ev.FreezeStarted())
             c.frozen_at = time.monotonic()
+            c.dump_fired = True
             self._save_ctx()
             self._undo.append((RESUME_SOURCE, self._resume_source))
             c.t_fire = time.monotonic()
@@ -791,11 +928,17 @@ class Migration:
             # The container runs again. Only now the bookkeeping that the freeze need not wait for.
             if c.pages is not None:
                 await c.pages.close()
-            if self.strategy in LAZY:
-                c.dump_s = await self._frozen_part_of_lazy_dump(c.t_dump_end - c.t_fire)
-            else:
-                c.dump_s = await self._frozen_part_of_dump(c.t_dump_end - c.t_fire)
             c.restore_s = t_end - t0
+            # The source may be lost now without harm to the move: its bookkeeping is a
+            # courtesy, and never a reason to stop the only running copy.
+            try:
+                if self.strategy in LAZY:
+                    c.dump_s = await self._frozen_part_of_lazy_dump(c.t_dump_end - c.t_fire)
+                else:
+                    c.dump_s = await self._frozen_part_of_dump(c.t_dump_end - c.t_fire)
+            except (HostError, EngineError) as e:
+                c.dump_s = c.t_dump_end - c.t_fire
+                self.log(self.src.name, f"no dump statistics ({e}): the freeze counts it all")
             c.transfer_s = t0 - c.t_dump_end  # the streams, and whatever else ran in between
             self.emit(
                 ev.FreezeEnded(
@@ -807,12 +950,15 @@ class Migration:
                 )
             )
             # Docker noticed the exit of the checkpointed process; its logs stay readable.
-            c.source_log_tail = await self._logs(self.src, c.container_id)
+            try:
+                c.source_log_tail = await self._logs(self.src, c.container_id)
+            except (HostError, EngineError) as e:
+                self.log(self.src.name, f"the source's last log lines are out of reach ({e})")
 
     async def _verify(self) -> None:
         c = self.ctx
         async with self.phase(Phase.VERIFY):
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + health_wait_s(c.inspect)
             settle = time.monotonic() + 0.5
             while True:
                 st = (await self.dst.engine.inspect(c.twin_id) or {}).get("State", {})
@@ -832,6 +978,15 @@ class Migration:
                     )
                 await asyncio.sleep(0.1)
             self._target_log_tail = await self._logs(self.dst, c.twin_id, head=True)
+            gap = heartbeat.gap(c.source_log_tail, self._target_log_tail)
+            if gap is not None and not gap.continued:
+                raise MigrationError(
+                    f"{c.name}'s heartbeat counter went from {gap.last_source.counter} on "
+                    f"{self.src.name} to {gap.first_target.counter} on {self.dst.name}: the "
+                    "application state did not continue",
+                    "see the doctor and the CRIU logs; the move is rolled back",
+                    host=self.dst.name,
+                )
             self.log(
                 self.dst.name,
                 f"{c.name} runs on {self.dst.name}" + (f" ({health})" if health else ""),
@@ -848,9 +1003,14 @@ class Migration:
                     f"source copy)",
                     host=self.dst.name,
                 )
+            if c.restart_policy:
+                await self.dst.engine.set_restart_policy(c.twin_id, c.restart_policy)
+                self.log(self.dst.name, f"restart policy {c.restart_policy['Name']} set")
             self._check_abort()  # the last moment an abort is honoured
             self._undo.clear()  # past this point the move stands
-            self._committed = True
+            c.committed = True
+            self._to(State.COMMITTED)
+            self._save_ctx()
             await self._after_commit(
                 f"remove the stopped copy of {c.name} from {self.src.name}",
                 lambda: self.src.engine.remove(c.container_id),
@@ -858,6 +1018,11 @@ class Migration:
             self.log(
                 self.src.name, f"removed {c.name} ({c.container_id[:12]}) from {self.src.name}"
             )
+            for v in list(c.moved_volumes):
+                await self._after_commit(
+                    f"remove volume {v} from {self.src.name} (its data is on {self.dst.name})",
+                    functools.partial(self.src.engine.remove_volume, v, force=False),
+                )
 
     async def _after_commit(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """A step after the commit point: the move stands whatever happens; a step that
@@ -1086,8 +1251,10 @@ class Migration:
                 excerpt = tuple(x.text for x in diag.evidence[:8])
             else:
                 excerpt = tuple(line for line in e.log.splitlines() if "Error" in line)[:8]
+        self._to(State.ROLLING_BACK)
         self.emit(ev.RollbackStarted(reason=cause))
         running_on, ok, detail = await self._rollback(phase)
+        self._to(State.IN_DOUBT if self._in_doubt else State.ROLLED_BACK)
         if self._in_doubt:
             fix = "the rollback could not finish: " + self._in_doubt
         self.emit(ev.RollbackFinished(running_on=running_on, ok=ok, detail=detail))
@@ -1107,7 +1274,7 @@ class Migration:
             if self._left and not self._in_doubt:
                 self.journal.result = "incomplete"
                 self.journal.cause += "; left for `ferryman recover`: " + "; ".join(self._left)
-            self.journal.save()
+            self._save_journal()
 
     async def _rollback(self, phase: Phase) -> tuple[str, bool, str]:
         self._phase = Phase.ROLLBACK
@@ -1121,7 +1288,7 @@ class Migration:
             self.log("ferryman", f"rollback: {label}")
             try:
                 await _retry_while_unreachable(undo, self.log)
-            except HostError as e:
+            except (HostError, EngineError) as e:
                 if label not in DECISIVE_UNDO:
                     # Tidying only (a never-started twin, a volume, a throttle): leave it.
                     self._left.append(f"{label} ({e})")
@@ -1131,8 +1298,10 @@ class Migration:
                 # start a second copy (the twin may run) or lose the memory for good (it may
                 # be only on that host). Stop here, keep the lock, leave it to recovery.
                 self._undo.clear()
+                who = getattr(e, "host", "") or "that host"
+                who = who if isinstance(who, str) else getattr(who, "name", "that host")
                 self._in_doubt = (
-                    f"{label}: {e}. Nothing more was changed: when {e.host} answers again, "
+                    f"{label}: {e}. Nothing more was changed: when {who} answers again, "
                     "`ferryman recover` (or the console at its next start) finishes the rollback"
                 )
                 self.log("ferryman", f"rollback stopped: {self._in_doubt}", "error")
@@ -1140,20 +1309,33 @@ class Migration:
             except Exception as e:  # noqa: BLE001 - keep unwinding; report every problem
                 problems.append(f"{label}: {e}")
                 self.log("ferryman", f"rollback step failed: {label}: {e}", "error")
+        where = "" if self._in_doubt else await self._where_running()
+        if where in ("BOTH", "nowhere", "unknown"):
+            # Never saved as a plain failure with the lock gone: recovery must see it.
+            self._in_doubt = (
+                f"after the rollback {self.ctx.name or self.req.container} runs "
+                + {"BOTH": "on both hosts", "nowhere": "nowhere"}.get(
+                    where, "where it cannot be told (a host does not answer)"
+                )
+                + ": `ferryman recover` puts it right"
+            )
+            self.log("ferryman", self._in_doubt, "error")
         if not self._in_doubt and not self._left:
             await self._unlock()
         self.emit(ev.PhaseFinished(phase=Phase.ROLLBACK.value, seconds=time.monotonic() - t0))
         if self._in_doubt:
-            return "", False, self._in_doubt
-        where = await self._where_running()
+            return where if where == "BOTH" else "", False, self._in_doubt
         return where, not problems and where == self.src.name, "; ".join(problems)
 
     _in_doubt = ""
 
     async def _where_running(self) -> str:
         c = self.ctx
-        src = await _running(self.src, c.container_id or self.req.container)
-        dst = await _running(self.dst, c.twin_id) if c.twin_id else False
+        try:
+            src = await _running_strict(self.src, c.container_id or self.req.container)
+            dst = await _running_strict(self.dst, c.twin_id) if c.twin_id else False
+        except (HostError, EngineError, OSError):
+            return "unknown"
         if src and dst:
             return "BOTH"
         return self.src.name if src else self.dst.name if dst else "nowhere"
@@ -1178,7 +1360,7 @@ class Migration:
             return
         t0 = time.monotonic()
         try:
-            if c.pages_streamed and c.t_dump_end:
+            if c.pages_streamed and c.dump_fired:
                 # The dump streamed its memory to the target: bring the pages back first.
                 self.log(self.src.name, f"copying the memory pages back from {self.dst.name}")
                 await relay(
@@ -1236,10 +1418,21 @@ class Migration:
             )
 
     async def _stop_twin(self) -> None:
-        if self.ctx.lazy_link is not None and not self.ctx.lazy_done:
-            self.ctx.lazy_link.hold()
-        if self.ctx.twin_id:
-            await self.dst.engine.call(lambda cl: _kill(cl, self.ctx.twin_id))
+        """Stop the twin, and make sure it is stopped: the source is resumed next, so a
+        twin that may still run (a refusing or hung dockerd) stops the rollback here."""
+        c = self.ctx
+        if c.lazy_link is not None and not c.lazy_done:
+            c.lazy_link.hold()
+        if not c.twin_id:
+            return
+        with contextlib.suppress(EngineError):  # it must not restart on its own
+            await self.dst.engine.set_restart_policy(c.twin_id, {"Name": "no"})
+        await self.dst.engine.kill(c.twin_id)
+        for _ in range(50):
+            if not await _running_strict(self.dst, c.twin_id):
+                return
+            await asyncio.sleep(0.1)
+        raise EngineError(f"{self.dst.name}: the twin {c.twin_id[:12]} still runs after kill")
 
     async def _remove_twin(self) -> None:
         if self.ctx.twin_id:
@@ -1335,13 +1528,24 @@ async def _retry_while_unreachable(
             await asyncio.sleep(waits.pop(0))
 
 
-def _kill(cl: Any, cid: str) -> None:
-    import docker.errors
+async def _running_strict(host: Host, cid: str) -> bool:
+    """Whether `cid` runs on `host`; a host or engine that does not answer raises."""
+    ins = await host.engine.inspect(cid)
+    return bool(ins and ins["State"].get("Running"))
 
-    try:
-        cl.api.kill(cid)
-    except docker.errors.APIError:
-        pass  # not running
+
+def health_wait_s(inspect: dict[str, Any]) -> float:
+    """How long verify waits for a health check's first verdict: its start period plus
+    interval × retries (Docker's defaults: 0 s, 30 s, 3), and a margin; 30 s without one."""
+    hc = (inspect.get("Config") or {}).get("Healthcheck") or {}
+    if not hc or hc.get("Test") in (None, [], ["NONE"]):
+        return 30.0
+    ns = 1e-9
+    start = (hc.get("StartPeriod") or 0) * ns
+    interval = (hc.get("Interval") or 30 * 10**9) * ns
+    retries = hc.get("Retries") or 3
+    timeout = (hc.get("Timeout") or 30 * 10**9) * ns
+    return start + (interval + timeout) * retries + 10.0
 
 
 async def _running(host: Host, cid: str) -> bool:

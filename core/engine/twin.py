@@ -24,6 +24,11 @@ def create_body(inspect: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = dict(cfg)
     body["Image"] = inspect["Config"]["Image"]
     body["HostConfig"] = hc
+    anon = anonymous_volumes(inspect)
+    if anon:
+        # An anonymous volume would be made anew (empty, another name): the twin mounts the
+        # one made on the target under the source's volume's name, which gets its data.
+        hc["Binds"] = [*(hc.get("Binds") or []), *(f"{m['Name']}:{m['Destination']}" for m in anon)]
     nets = (inspect.get("NetworkSettings") or {}).get("Networks") or {}
     endpoints = {}
     for name, ep in nets.items():
@@ -37,6 +42,17 @@ def create_body(inspect: dict[str, Any]) -> dict[str, Any]:
 
 def named_volumes(inspect: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in inspect.get("Mounts", []) if m.get("Type") == "volume" and m.get("Name")]
+
+
+def anonymous_volumes(inspect: dict[str, Any]) -> list[dict[str, Any]]:
+    """Volume mounts that no `-v name:dest` or `--mount` names (from `-v /dest` or the
+    image's VOLUME): Docker would give a new container a fresh, empty one."""
+    hc = inspect.get("HostConfig") or {}
+    named = {b.split(":")[1] for b in hc.get("Binds") or [] if b.count(":") >= 1}
+    named |= {m.get("Target") for m in hc.get("Mounts") or []}
+    return [
+        m for m in named_volumes(inspect) if m.get("Destination") and m["Destination"] not in named
+    ]
 
 
 def container_name(inspect: dict[str, Any]) -> str:

@@ -1,0 +1,169 @@
+"""The settings real containers carry, moved on the lab (real dockerd, runc, CRIU).
+
+Each test starts a container of its own on host1 with one setting, moves it to host2 with
+the defaults a user has, and checks, independently of ferryman's journal:
+- exactly one copy at every moment: dockerd's own event log on host1 shows no `start` of
+  the container after the move began (a restart policy must not bring a second copy up);
+- the state went on (the heartbeat counter continues, never restarted from 0);
+- the data came along, and nothing is left behind on the source.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lab.layout import IMAGE
+from tests.lab.conftest import docker, events, exists, ferryman, heartbeats, running
+
+NAME = "settingsprobe"
+
+
+def _cleanup(hosts, name=NAME, volumes=()):
+    for h in hosts:
+        docker(h, "rm", "-f", name, check=False)
+        for v in volumes:
+            docker(h, "volume", "rm", "-f", v, check=False)
+
+
+def _start(h, *run_args: str, name: str = NAME, cmd: tuple[str, ...] = ()) -> None:
+    docker(h, "run", "-d", "--name", name, *run_args, IMAGE,
+           *(cmd or ("/workload", "16", "1", "10")))
+    deadline = time.time() + 10
+    while len(heartbeats(h, name)) < 5 and time.time() < deadline:
+        time.sleep(0.1)
+
+
+def _starts_since(h, name: str, since: float) -> int:
+    """How many times dockerd on `h` started `name` since `since` (its own event log)."""
+    out = docker(
+        h, "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+        "--filter", f"container={name}", "--filter", "event=start", "--format", "{{.Action}}",
+    )
+    return len([ln for ln in out.splitlines() if ln.strip()])
+
+
+def _move(name: str, src="host1", dst="host2", *extra: str):
+    return ferryman("migrate", name, "--from", src, "--to", dst,
+                    "--strategy", "stop-and-copy", "--json", *extra)
+
+
+def _counter_continues(h, name: str, before: int) -> bool:
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        beats = [c for c, _ in heartbeats(h, name)]
+        if len(beats) >= 5:
+            return beats[0] > before and beats == list(range(beats[0], beats[0] + len(beats)))
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("policy", ["unless-stopped", "always", "on-failure:3"])
+def test_a_restart_policy_never_gives_two_copies_and_the_twin_keeps_it(lab_hosts, policy):
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    try:
+        _start(h1, "--restart", policy)
+        before = heartbeats(h1, NAME)[-1][0]
+        t0 = time.time()
+        p = _move(NAME)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+        evs = events(p.stdout)
+        assert evs[-1]["kind"] == "succeeded"
+        assert not [e for e in evs if e["kind"] == "warning" and "did not continue" in e["text"]]
+        assert evs[-1]["app_gap_s"] is None or evs[-1]["app_gap_s"] > 0
+        # dockerd on host1 never started it again while it moved.
+        assert _starts_since(h1, NAME, t0) == 0
+        assert not exists(h1, NAME) and running(h2, NAME)
+        assert _counter_continues(h2, NAME, before)
+        # The twin carries the policy the container had.
+        name, _, count = policy.partition(":")
+        assert docker(h2, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", NAME) == name
+        if count:
+            got = docker(h2, "inspect", "-f", "{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+                         NAME)
+            assert got == count
+    finally:
+        _cleanup(lab_hosts)
+
+
+def test_a_failed_move_puts_the_restart_policy_back(lab_hosts):
+    """A restore that fails (a broken criu on host2) rolls back: the source runs, with its
+    own restart policy again, and was never started by dockerd in between."""
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    fake = h2.bin_dir / "criu"
+    try:
+        _start(h1, "--restart", "always")
+        before = heartbeats(h1, NAME)[-1][0]
+        fake.write_text("#!/bin/sh\necho 'criu: broken on purpose' >&2\nexit 1\n")
+        fake.chmod(0o755)
+        t0 = time.time()
+        p = _move(NAME)
+        assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+        assert events(p.stdout)[-1]["kind"] == "failed"
+        assert running(h1, NAME) and not exists(h2, NAME)
+        assert _starts_since(h1, NAME, t0) == 0  # resumed from its checkpoint, not restarted
+        assert docker(h1, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", NAME) == "always"
+        beats = [c for c, _ in heartbeats(h1, NAME)]
+        assert before in beats and beats[-1] > before
+    finally:
+        fake.unlink(missing_ok=True)
+        _cleanup(lab_hosts)
+
+
+def test_auto_remove_is_refused_before_anything_changes(lab_hosts):
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    try:
+        _start(h1, "--rm")
+        p = _move(NAME)
+        assert p.returncode == 1
+        failed = events(p.stdout)[-1]
+        assert failed["kind"] == "failed" and failed["phase"] == "preflight"
+        assert "--rm" in failed["cause"] and NAME in failed["cause"]
+        assert running(h1, NAME) and not exists(h2, NAME)
+    finally:
+        _cleanup(lab_hosts)
+
+
+def test_a_named_volume_moves_there_and_back(lab_hosts):
+    """host1 → host2 → host1 with a named volume: the data travels both ways, deleted files
+    stay deleted, and the volume is not left behind on the host the container left."""
+    h1, h2 = lab_hosts
+    vol = "settingsvol"
+    _cleanup(lab_hosts, volumes=[vol])
+    script = (
+        "[ -f /data/first ] || { echo one > /data/first; echo gone > /data/deleted; }; "
+        "rm -f /data/deleted; exec /workload 16 1 10"
+    )
+    try:
+        _start(h1, "-v", f"{vol}:/data", cmd=("sh", "-c", script))
+        for src, dst, hs, hd in (("host1", "host2", h1, h2), ("host2", "host1", h2, h1)):
+            before = heartbeats(hs, NAME)[-1][0]
+            p = _move(NAME, src, dst)
+            assert p.returncode == 0, f"{src} → {dst}: " + p.stdout[-3000:] + p.stderr
+            assert running(hd, NAME) and not exists(hs, NAME)
+            assert _counter_continues(hd, NAME, before)
+            assert docker(hd, "exec", NAME, "cat", "/data/first") == "one"
+            assert docker(hd, "exec", NAME, "ls", "/data") == "first"
+            assert docker(hs, "volume", "ls", "-q", "--filter", f"name={vol}") == ""
+    finally:
+        _cleanup(lab_hosts, volumes=[vol])
+
+
+def test_an_anonymous_volume_keeps_its_data(lab_hosts):
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    try:
+        _start(h1, "-v", "/scratch",
+               cmd=("sh", "-c", "echo kept > /scratch/f; exec /workload 16 1 10"))
+        p = _move(NAME)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+        assert docker(h2, "exec", NAME, "cat", "/scratch/f") == "kept"
+        mounts = docker(h2, "inspect", "-f",
+                        "{{range .Mounts}}{{.Type}} {{.Destination}};{{end}}", NAME)
+        assert mounts == "volume /scratch;"
+    finally:
+        _cleanup(lab_hosts)
