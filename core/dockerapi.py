@@ -140,7 +140,17 @@ class Engine:
 
     async def set_restart_policy(self, container: str, policy: dict[str, Any]) -> None:
         """`docker update --restart`: what dockerd does when the container's process ends."""
-        await self.call(lambda c: c.api.update_container(container, restart_policy=policy))
+
+        def update(c: docker.DockerClient) -> None:
+            try:
+                c.api.update_container(container, restart_policy=policy)
+            except docker.errors.APIError as e:
+                raise EngineError(
+                    f"{self.host.name}: could not set the restart policy of {container[:12]} "
+                    f"({_first_line(e)})"
+                ) from None
+
+        await self.call(update)
 
     async def kill(self, container: str) -> None:
         """SIGKILL the container's process. A container that is not running (or gone) is

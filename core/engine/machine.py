@@ -1034,18 +1034,23 @@ class Migration:
             self.emit(ev.Warning(text=f"left for `ferryman recover`: {what} ({e})"))
 
     async def _cleanup(self) -> None:
-        c = self.ctx
         async with self.phase(Phase.CLEANUP):
-            await self._after_commit("delete the checkpoint images", self._cleanup_images)
-            await self._after_commit(
-                f"delete Docker's checkpoint folder on {self.dst.name}",
-                lambda: self._rm(
-                    self.dst,
-                    restore.checkpoint_folder(c.dst_data_root, c.twin_id, c.checkpoint_name),
-                ),
-            )
-            if not self._left:
-                await self._after_commit("release the migration lock", self._unlock)
+            await self.tidy()
+
+    async def tidy(self) -> None:
+        """Delete the images and Docker's checkpoint folder, release the lock (also what
+        `ferryman recover` does last)."""
+        c = self.ctx
+        await self._after_commit("delete the checkpoint images", self._cleanup_images)
+        await self._after_commit(
+            f"delete Docker's checkpoint folder on {self.dst.name}",
+            lambda: self._rm(
+                self.dst,
+                restore.checkpoint_folder(c.dst_data_root, c.twin_id, c.checkpoint_name),
+            ),
+        )
+        if not self._left:
+            await self._after_commit("release the migration lock", self._unlock)
 
     async def _cleanup_images(self) -> None:
         c = self.ctx

@@ -16,6 +16,7 @@ exactly one copy running:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +98,11 @@ async def _migration(fleet: Fleet, entry: JournalEntry) -> Migration:
     c.checkpoint_name = x.get("checkpoint_name") or entry.checkpoint_name
     c.frozen_at = 0.0 if x.get("frozen") else None
     c.t_dump_end = 1.0 if x.get("dump_done") else 0.0
+    c.dump_fired = bool(x.get("dump_fired", x.get("dump_done")))
     c.pages_streamed = bool(x.get("pages_streamed"))
+    c.committed = bool(x.get("committed"))
+    c.restart_policy = x.get("restart_policy") or None
+    c.moved_volumes = list(x.get("moved_volumes") or [])
     m._locked = True  # noqa: SLF001 - it died holding the lock
     c.src_data_root = (await m.src.engine.info())["DockerRootDir"]
     c.dst_data_root = (await m.dst.engine.info())["DockerRootDir"]
@@ -128,6 +133,20 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
     src_runs = await _running(m.src, c.container_id)
     dst_runs = bool(c.twin_id) and await _running(m.dst, c.twin_id)
     src_exists = await m.src.engine.inspect(c.container_id) is not None
+    if c.committed:
+        # Past the commit point the move stands: the source's checkpoint is stale, and the
+        # twin may be the only whole copy. Never resume or roll back.
+        if dst_runs:
+            return Plan(
+                "finish", f"{entry.container} runs on {entry.target}: the move will be finished"
+            )
+        if c.twin_id and await m.dst.engine.inspect(c.twin_id) is not None:
+            return Plan(
+                "start-twin",
+                f"the move was committed but {entry.container} runs nowhere: it will be "
+                f"started on {entry.target}",
+            )
+        return Plan("nothing", "nothing of this migration is left to recover")
     if dst_runs and src_runs:
         return Plan(
             "rollback", f"two copies run: the uncommitted one on {entry.target} will be stopped"
@@ -161,19 +180,24 @@ async def apply(fleet: Fleet, entry: JournalEntry, p: Plan, log: Callable[[str],
     c = m.ctx
     m.emit = lambda e: log(e.text) if isinstance(e, ev.LogLine | ev.Warning) else None  # type: ignore[method-assign]
     if p.action == "finish":
+        if c.restart_policy:
+            await m.dst.engine.set_restart_policy(c.twin_id, c.restart_policy)
         await m.src.engine.remove(c.container_id)
-        await m._cleanup()  # noqa: SLF001
+        for v in c.moved_volumes:
+            with contextlib.suppress(Exception):  # in use by another container: it stays
+                await m.src.engine.remove_volume(v, force=False)
+        await m.tidy()
         where = entry.target
     elif p.action == "rollback":
         await m._stop_twin()  # noqa: SLF001
         await m._remove_twin()  # noqa: SLF001
-        await m._cleanup()  # noqa: SLF001
+        await m.tidy()
         where = entry.source
     elif p.action == "resume":
         await m._stop_twin()  # noqa: SLF001
         await m._resume_source()  # noqa: SLF001
         await m._remove_twin()  # noqa: SLF001
-        await m._cleanup()  # noqa: SLF001
+        await m.tidy()
         where = entry.source
     elif p.action == "rescue":
         await m._stop_twin()  # noqa: SLF001 - first: never two copies
@@ -192,16 +216,20 @@ async def apply(fleet: Fleet, entry: JournalEntry, p: Plan, log: Callable[[str],
                 f"{out.strip().rsplit(' ', 1)[-1] or 'gone'}: start it by hand (its memory is lost)"
             )
         await m._remove_twin()  # noqa: SLF001
-        await m._cleanup()  # noqa: SLF001
+        await m.tidy()
         where = entry.source
     elif p.action == "start-twin":
         await m.dst.ssh.run(
             remote.quote(remote.docker("start", c.twin_id, socket=m.dst.spec.docker_socket))
         )
-        await m._cleanup()  # noqa: SLF001
+        if c.restart_policy:
+            await m.dst.engine.set_restart_policy(c.twin_id, c.restart_policy)
+        await m.tidy()
         where = entry.target
     else:
         return entry.running_on
+    if where == entry.source and c.restart_policy:
+        await m._put_back_policy()  # noqa: SLF001
     if c.dst_dir:
         await m.dst.ssh.run(
             remote.quote(remote.kill_pidfile(f"{c.dst_dir}/work/page-server.pid")), check=False
