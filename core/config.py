@@ -131,6 +131,11 @@ def load(path: str | Path) -> Inventory:
     for k, v in root.value:
         if k.value != "hosts":
             raise ConfigError(f"{_where(path, k)}: unknown key {k.value!r} (expected `hosts:`)")
+        if hosts_node is not None:
+            raise ConfigError(
+                f"{_where(path, k)}: `hosts:` given twice (the first at line "
+                f"{hosts_node.start_mark.line}): put every host in one list"
+            )
         hosts_node = v
     if not isinstance(hosts_node, yaml.SequenceNode) or not hosts_node.value:
         node = hosts_node or root
@@ -156,6 +161,11 @@ def load(path: str | Path) -> Inventory:
             if key in values:
                 raise ConfigError(f"{_where(path, k)}: {key!r} given twice")
             values[key] = _scalar(path, key, v, FIELDS[key])
+            if isinstance(values[key], str) and any(ch in values[key] for ch in "\n\r\0"):
+                raise ConfigError(
+                    f"{_where(path, k)}: {key!r} holds a line break or NUL; a host's values "
+                    "are one line each (they reach remote commands and CRIU's config file)"
+                )
             if key == "labels":
                 values[key] = {str(a): str(b) for a, b in values[key].items()}
         for key in REQUIRED:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,11 +109,28 @@ class JournalEntry:
             self.running_on = ev.running_on
 
     def save(self) -> None:
+        """Durably: a temporary file of this process's own, flushed to disk, renamed over
+        the entry, and the folder flushed, so a crash leaves the old entry or the new one."""
         p = self.path
         p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
-        os.replace(tmp, p)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        data = json.dumps(self.to_dict(), indent=1, sort_keys=True).encode()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, p)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        dfd = os.open(p.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def new_entry(start: MigrationStarted) -> JournalEntry:
@@ -128,17 +146,23 @@ def new_entry(start: MigrationStarted) -> JournalEntry:
 
 
 def load_all() -> list[JournalEntry]:
-    out = []
+    return load()[0]
+
+
+def load() -> tuple[list[JournalEntry], list[str]]:
+    """Every entry, newest first, and a line for each file that could not be read (never
+    skipped in silence: it may be a migration that recovery should see)."""
+    out, broken = [], []
     d = journal_dir()
     if not d.is_dir():
-        return []
+        return [], []
     for p in d.glob("*.json"):
         try:
             out.append(JournalEntry.from_dict(json.loads(p.read_text())))
-        except (OSError, ValueError, TypeError):
-            continue
+        except (OSError, ValueError, TypeError) as e:
+            broken.append(f"{p}: unreadable journal entry ({type(e).__name__}: {e})")
     out.sort(key=lambda e: e.started, reverse=True)
-    return out
+    return out, broken
 
 
 def unfinished() -> list[JournalEntry]:

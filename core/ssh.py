@@ -8,6 +8,10 @@ fingerprint and the way to trust it. No agent forwarding, ever.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
 import os
 import tempfile
 from dataclasses import dataclass
@@ -69,6 +73,9 @@ class Result:
 
 
 def _known_hosts_has(path: str, address: str, port: int) -> bool:
+    """Whether known_hosts has any key for this host: plain names or hashed ones
+    (`|1|salt|hmac`, Debian's default with HashKnownHosts), so that a changed key is
+    told apart from an unknown one."""
     try:
         text = Path(path).read_text()
     except OSError:
@@ -76,9 +83,25 @@ def _known_hosts_has(path: str, address: str, port: int) -> bool:
     names = {address, f"[{address}]:{port}"}
     for line in text.splitlines():
         parts = line.split()
-        if parts and not parts[0].startswith("|") and names & set(parts[0].split(",")):
-            return True
+        if not parts or parts[0].startswith("#"):
+            continue
+        field = parts[1] if parts[0].startswith("@") and len(parts) > 1 else parts[0]
+        for entry in field.split(","):
+            if entry.startswith("|1|"):
+                if any(_hashed_match(entry, n) for n in names):
+                    return True
+            elif entry in names:
+                return True
     return False
+
+
+def _hashed_match(entry: str, name: str) -> bool:
+    try:
+        _, _, salt, digest = entry.split("|", 3)
+        mac = hmac.new(base64.b64decode(salt), name.encode(), hashlib.sha1).digest()
+    except (ValueError, binascii.Error):
+        return False
+    return hmac.compare_digest(base64.b64encode(mac).decode(), digest)
 
 
 class HostConnection:
@@ -147,9 +170,9 @@ class HostConnection:
             raise HostError(
                 s.name,
                 HostState.HOST_KEY_UNKNOWN,
-                f"unknown host key {fp} for {s.address}; trust it with "
+                f"unknown host key {fp} for {s.address}; check the fingerprint, then trust it with "
                 f"`ssh-keyscan -p {port} {s.address} >> {self._known_hosts_path()}` "
-                f"after checking the fingerprint",
+                "(never for a host whose key you already had: that one's key CHANGED)",
             ) from None
         except asyncssh.PermissionDenied:
             who = f"{s.user or os.environ.get('USER', '')}@{s.address}"

@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         inv = load_inventory(args.hosts)
         try:
             asyncio.run(getattr(commands, args.cmd)(inv, args))
-        except KeyboardInterrupt:
-            _die("interrupted", 130)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            _die("interrupted: `ferryman history` says how the move ended", 130)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -137,6 +139,12 @@ async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
             "letters, digits, '_', '.' and '-', starting with a letter or digit; `ferryman ps` lists them"
         )
     be = LiveBackend(inv)
+    # SIGTERM and SIGHUP as Ctrl-C: the move is rolled back (or left for recovery), never
+    # cut off between two steps.
+    loop, me = asyncio.get_running_loop(), asyncio.current_task()
+    if me is not None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, me.cancel)
     try:
         source = args.source or await _find(be, args.container)
         req = MigrationRequest(
@@ -225,8 +233,13 @@ def _print_event(e: ev.Event) -> None:
 async def recover(inv: Inventory, args: argparse.Namespace) -> None:
     from core.engine import recovery
 
+    _, broken = journal.load()
+    for line in broken:
+        print(f"  ! {line}: move it aside once read; recovery cannot use it", file=sys.stderr)
     if not journal.unfinished():
         print("nothing to recover: no unfinished migration in the journal")
+        if broken:
+            raise SystemExit(1)
         return
     be = LiveBackend(inv)
     failed = False

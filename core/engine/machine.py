@@ -144,6 +144,7 @@ class Migration:
         self._phase = Phase.PREFLIGHT  # the phase a failure is reported in
         self._left: list[str] = []  # steps after the commit that could not be done
         self._journal_error = ""  # why the journal could not be written, once said
+        self.task: asyncio.Task[None] | None = None  # the machine, once iterated
 
     @property
     def _committed(self) -> bool:
@@ -161,7 +162,7 @@ class Migration:
             self._aborted = True
 
     async def __aiter__(self) -> AsyncIterator[ev.Event]:
-        task = asyncio.create_task(self._run(), name=f"migration {self.id}")
+        task = self.task = asyncio.create_task(self._run(), name=f"migration {self.id}")
         try:
             while True:
                 item = await self._q.get()
@@ -172,8 +173,9 @@ class Migration:
             if not task.done():
                 # The face went away: let the machine finish (or roll back) on its own.
                 self.abort()
-                await asyncio.shield(task)
-            elif task.exception():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(task)
+            elif not task.cancelled() and task.exception():
                 raise task.exception()  # type: ignore[misc]
 
     # --- plumbing ------------------------------------------------------------------------

@@ -52,11 +52,16 @@ FAULTS = [
     "target dockerd restarts",
     "user aborts",
     "console killed",
+    "console SIGTERM",
+    "task cancelled",
+    "task cancelled twice",
 ]
+IN_PROCESS = ("user aborts", "task cancelled", "task cancelled twice")
+SIGNALLED = {"console killed": signal.SIGKILL, "console SIGTERM": signal.SIGTERM}
 ROWS: list[dict] = []
 
 
-def _move_and_kill_console(at: str) -> str:
+def _move_and_kill_console(at: str, sig: int = signal.SIGKILL) -> str:
     p = subprocess.Popen(
         [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", WORKLOAD,
          "--to", "host2", "--strategy", "stop-and-copy", "--json"],
@@ -69,10 +74,17 @@ def _move_and_kill_console(at: str) -> str:
         if e["kind"] == "migration_started":
             mid = e["migration_id"]
         if e["kind"] == "phase_started" and e["phase"] == at:
-            os.kill(p.pid, signal.SIGKILL)
+            os.kill(p.pid, sig)
             break
-    p.wait(timeout=60)
-    assert p.returncode == -signal.SIGKILL, f"the migration ended before {at}"
+    else:
+        raise AssertionError(f"the migration ended before {at}")
+    for _ in p.stdout:  # a console that handles the signal rolls back first
+        pass
+    p.wait(timeout=120)
+    if sig == signal.SIGKILL:
+        assert p.returncode == -signal.SIGKILL, f"the migration ended before {at}"
+    else:
+        assert p.returncode == 130, f"exit status {p.returncode} after signal {sig}"
     return mid
 
 
@@ -93,21 +105,24 @@ def fresh_images_folders(lab_hosts):
 def test_fault(lab_hosts, workload_on_host1, fault, phase):
     h1, h2 = lab_hosts
     before = heartbeats(h1, WORKLOAD)[-1][0]
-    f = None if fault in ("user aborts", "console killed") else faults.make(fault, h1, h2)
+    f = None if fault in (*IN_PROCESS, *SIGNALLED) else faults.make(fault, h1, h2)
     if isinstance(f, faults.DiskFull):
         f.prepare()
     leftovers: list[str] = []
     try:
-        if fault == "console killed":
-            mid = _move_and_kill_console(phase)
+        if fault in SIGNALLED:
+            mid = _move_and_kill_console(phase, SIGNALLED[fault])
         else:
-            def inject(m):
-                if f is None:
+            def inject(m, at):
+                if fault == "user aborts":
                     m.abort()
+                elif fault.startswith("task cancelled"):
+                    m.task.cancel()  # as the console's quit or a loop shutting down does
                 else:
                     f.inject()
 
-            mid, hooked = asyncio.run(move_in_process({phase}, lambda m, _phase: inject(m)))
+            hook_at = {phase, "rollback"} if fault == "task cancelled twice" else {phase}
+            mid, hooked = asyncio.run(move_in_process(hook_at, inject))
             assert hooked, f"the migration ended before {phase}: {_entry(mid).cause}"
         if isinstance(f, faults.DiskFull):
             leftovers = f.leftovers()

@@ -103,3 +103,40 @@ def test_the_example_file_loads():
 
     inv = load(Path(__file__).parents[2] / "hosts.example.yaml")
     assert [h.name for h in inv.hosts] == ["web1", "web2"]
+
+
+def test_a_value_with_a_line_break_is_refused(tmp_path):
+    """A newline in images_dir would become extra lines of CRIU's config (an
+    action-script runs as root)."""
+    p = tmp_path / "hosts.yaml"
+    p.write_text(
+        'hosts:\n- name: a\n  address: 10.0.0.1\n  images_dir: "/srv/img\\naction-script /tmp/x"\n'
+    )
+    with pytest.raises(ConfigError, match=r"hosts.yaml:4: 'images_dir' holds a line break"):
+        load(p)
+
+
+def test_hosts_given_twice_is_refused(tmp_path):
+    p = tmp_path / "hosts.yaml"
+    p.write_text("hosts:\n- name: a\n  address: 10.0.0.1\nhosts:\n- name: b\n  address: 10.0.0.2\n")
+    with pytest.raises(ConfigError, match=r"hosts.yaml:4: `hosts:` given twice"):
+        load(p)
+
+
+def test_a_hashed_known_hosts_line_is_recognised(tmp_path):
+    """Debian hashes known_hosts: a host found only there has a key on file, so a new key
+    is a CHANGED key, not an unknown one."""
+    import base64
+    import hashlib
+    import hmac
+
+    from core.ssh import _known_hosts_has
+
+    salt = b"0123456789abcdefghij"
+    mac = hmac.new(salt, b"[10.77.0.11]:2222", hashlib.sha1).digest()
+    line = f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(mac).decode()} ssh-ed25519 AAAA\n"
+    kh = tmp_path / "known_hosts"
+    kh.write_text("# comment\n" + line)
+    assert _known_hosts_has(str(kh), "10.77.0.11", 2222)
+    assert not _known_hosts_has(str(kh), "10.77.0.12", 2222)
+    assert not _known_hosts_has(str(kh), "10.77.0.11", 22)

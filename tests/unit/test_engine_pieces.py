@@ -128,3 +128,58 @@ def test_a_dump_holds_the_runc_conf_lock_only_until_criu_logs(tmp_path):
     free = subprocess.run(["flock", "-n", str(lock), "true"]).returncode
     assert held != 0 and free == 0  # held while CRIU starts, released once it logs
     assert p.wait(timeout=5) == 3  # runc's own status comes through
+
+
+def test_journal_saves_durably_and_reports_unreadable_entries(tmp_path, monkeypatch):
+    from core import journal
+
+    monkeypatch.setenv("FERRYMAN_STATE_DIR", str(tmp_path))
+    e = new_entry(
+        MigrationStarted(
+            migration_id="m1", container="c", source="a", target="b", strategy="stop-and-copy",
+            downtime_budget_s=0.3,
+        )
+    )
+    e.save()
+    e.save()
+    d = journal.journal_dir()
+    assert sorted(p.name for p in d.iterdir()) == ["m1.json"]  # no temporary file left
+    (d / "m2.json").write_text('{"migration_id": "m2", "cont')  # cut short by a crash
+    entries, broken = journal.load()
+    assert [x.migration_id for x in entries] == ["m1"]
+    assert len(broken) == 1 and "m2.json" in broken[0]
+
+
+def test_states_allow_only_their_transitions():
+    import pytest
+
+    from core.engine.states import State, TransitionError, transition
+
+    assert transition(State.NEW, State.PREFLIGHT) is State.PREFLIGHT
+    assert transition(State.COMMIT, State.COMMITTED) is State.COMMITTED
+    with pytest.raises(TransitionError):
+        transition(State.COMMITTED, State.ROLLING_BACK)  # past the commit point: no rollback
+    with pytest.raises(TransitionError):
+        transition(State.ROLLED_BACK, State.PREFLIGHT)
+    for s in State:
+        if s not in (State.SUCCEEDED, State.INCOMPLETE, State.ROLLED_BACK, State.IN_DOUBT,
+                     State.INTERRUPTED):
+            assert transition(s, State.INTERRUPTED) is State.INTERRUPTED
+
+
+def test_health_wait_covers_the_first_probe_and_anonymous_volumes_keep_their_name():
+    from core.engine.machine import health_wait_s
+
+    assert health_wait_s({"Config": {}}) == 30.0
+    hc = {"Test": ["CMD", "true"], "Interval": 30 * 10**9, "Retries": 3, "StartPeriod": 60 * 10**9}
+    assert health_wait_s({"Config": {"Healthcheck": hc}}) > 60 + 30 * 3
+    ins = {
+        "Name": "/a", "Image": "sha256:x", "Config": {"Image": "i"},
+        "HostConfig": {"Binds": ["named:/n"]},
+        "Mounts": [
+            {"Type": "volume", "Name": "named", "Destination": "/n"},
+            {"Type": "volume", "Name": "f00", "Destination": "/scratch"},
+        ],
+    }
+    assert [m["Name"] for m in twin.anonymous_volumes(ins)] == ["f00"]
+    assert twin.create_body(ins)["HostConfig"]["Binds"] == ["named:/n", "f00:/scratch"]
