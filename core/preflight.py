@@ -247,10 +247,15 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
             "" if uffd else "a kernel with CONFIG_USERFAULTFD is needed for post-copy",
         )
     )
+    pipes = pipe_check(name, f)
+    if pipes is not None:
+        add(pipes)
+        uffd = uffd and pipes.status == PASS
     if lazy_trial_run and uffd:
         trial = await lazy_trial(host)
         add(trial)
         uffd = trial.status == PASS
+    add(await runc_conf_check(host))
     cg = {"cgroup2fs": "2", "tmpfs": "1"}.get(f.get("cgroup_fs", ""), "?")
     add(CheckResult(name, "cgroups", PASS, f"cgroup v{cg}"))
     try:
@@ -281,6 +286,56 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
         lazy_pages=uffd,
     )
     return rep
+
+
+LAZY_PIPE_BYTES = 4 * 2**20
+CAP_SYS_RESOURCE = 24
+
+
+def pipe_check(name: str, f: dict[str, str]) -> CheckResult | None:
+    """CRIU's lazy page server grows a pipe past `fs.pipe-max-size`, which needs
+    CAP_SYS_RESOURCE; without it the failure is ignored and every lazy transfer dies
+    (`page-pipe: splice: -1: Bad file descriptor`). None when the facts are missing."""
+    try:
+        pipe_max = int(f.get("pipe_max_size", ""))
+        cap = int(f.get("cap_bnd", ""), 16)
+    except ValueError:
+        return None
+    if cap & (1 << CAP_SYS_RESOURCE) or pipe_max >= LAZY_PIPE_BYTES:
+        return CheckResult(name, "pipe-size", PASS, "CRIU's lazy page server can size its pipes")
+    return CheckResult(
+        name,
+        "pipe-size",
+        WARN,
+        f"root lacks CAP_SYS_RESOURCE and fs.pipe-max-size is {pipe_max} bytes: CRIU's lazy "
+        "page server cannot grow its pipes, so post-copy and hybrid are ruled out",
+        f"`sysctl -w fs.pipe-max-size={LAZY_PIPE_BYTES}` on {name} (the lab sets it)",
+    )
+
+
+async def runc_conf_check(host: Host) -> CheckResult:
+    """runc's CRIU config file: a file a killed ferryman operation left behind is repaired
+    (every later checkpoint on the host would read a dead migration's options)."""
+    from core.engine import criu_conf
+
+    try:
+        out = (await host.ssh.run(criu_conf.stale_check(), check=False, timeout=30)).stdout
+    except HostError as e:
+        return CheckResult(host.name, "runc.conf", WARN, f"not checked: {e}")
+    word = out.strip()
+    if word == "repaired":
+        return CheckResult(
+            host.name,
+            "runc.conf",
+            WARN,
+            f"{criu_conf.CONF} was left by a ferryman operation that was killed: removed, and "
+            "the admin's own file put back",
+        )
+    if word == "busy":
+        return CheckResult(
+            host.name, "runc.conf", PASS, f"{criu_conf.CONF} is held by an operation now"
+        )
+    return CheckResult(host.name, "runc.conf", PASS, f"{criu_conf.CONF}: nothing left behind")
 
 
 def pair_checks(src: HostReport, dst: HostReport) -> list[CheckResult]:

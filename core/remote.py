@@ -151,6 +151,8 @@ echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 echo "space_avail=$(df -B1 --output=avail "$d" 2>/dev/null | tail -1 | tr -d ' ')"
 echo "space_dir=$d"
 echo "cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2)"
+echo "pipe_max_size=$(cat /proc/sys/fs/pipe-max-size 2>/dev/null)"
+echo "cap_bnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)"
 """
     return ["bash", "-c", script, "host_facts", images_dir]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from lab import engine, image, net, sshd
+from lab import engine, image, net, sshd, sysctl
 from lab.layout import (
     BRIDGE,
     HOSTS_FILE,
@@ -158,6 +158,7 @@ def up(n: int = 2, spec: WorkloadSpec | None = None, log=print) -> dict[str, Any
     hs = hosts(n)
     sshd.client_key()
     net.bridge_up()
+    sysctl.raise_pipe_max()  # post-copy between namespace hosts (lab/sysctl.py)
     for h in hs:
         log(f"lab: {h.name} at {h.address}: namespace, sshd, dockerd")
         net.host_up(h)
@@ -218,6 +219,7 @@ def down(log=print) -> None:
     for h in hs:
         net.host_down(h)
     net.bridge_down()
+    sysctl.restore_pipe_max()
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     log("lab: down")

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from core import remote
-from core.engine import checkpoint, restore
+from core.engine import checkpoint, criu_conf
 from core.engine.transfer import Meter
 from core.ssh import HostConnection
 
@@ -102,15 +102,13 @@ def lazy_dump_script(
     )
     i = argv.index("checkpoint") + 1
     argv[i:i] = ["--lazy-pages", "--status-fd", "3"]
-    conf, saved, lock = restore.CONF, restore.CONF + ".ferryman-saved", restore.LOCK
+    lock = criu_conf.LOCK
     return f"""
 set -u
-mkdir -p {q(lock.rsplit("/", 1)[0])} /etc/criu
+mkdir -p {q(lock.rsplit("/", 1)[0])}
 exec 9>{q(lock)}
 flock -w 60 9 || {{ echo "LOCKED"; exit 75; }}
-if [ -e {q(conf)} ]; then mv {q(conf)} {q(saved)}; fi
-put_back() {{ rm -f {q(conf)}; if [ -e {q(saved)} ]; then mv {q(saved)} {q(conf)}; fi; flock -u 9; }}
-printf 'address 127.0.0.1\\n' > {q(conf)}
+{criu_conf.hold("address 127.0.0.1" + chr(10), f"lazy dump {container_id[:12]}", unlock_fd=9)}
 {remote.quote(argv)} 9>&- 3> >(n=$(head -c1 | wc -c); [ "$n" = 1 ] && echo READY) &
 rp=$!
 echo "RUNC $rp"

@@ -11,13 +11,12 @@ the restore fails or the connection drops.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 from core import remote
+from core.engine import criu_conf as conf_file
 
-CONF = "/etc/criu/runc.conf"
-LOCK = "/run/lock/ferryman-runc-conf.lock"
+CONF, LOCK = conf_file.CONF, conf_file.LOCK
 
 
 @dataclass(frozen=True)
@@ -74,18 +73,11 @@ def restore_script(
     extra: tuple[str, ...] = (),
 ) -> str:
     """One shell script: stage the tiny checkpoint folder, hold the config file, start."""
-    q = shlex.quote
     folder = checkpoint_folder(data_root, container_id, name)
     conf = criu_conf(images_dir, work_dir, extra)
-    saved = f"{CONF}.ferryman-saved"
     inner = f"""
 set -e
-mkdir -p /etc/criu
-if [ -e {q(CONF)} ]; then mv {q(CONF)} {q(saved)}; fi
-put_back() {{ rm -f {q(CONF)}; if [ -e {q(saved)} ]; then mv {q(saved)} {q(CONF)}; fi; }}
-trap put_back EXIT
-trap 'exit 129' HUP INT TERM
-printf %s {q(conf)} > {q(CONF)}
+{conf_file.hold(conf, f"restore {name}")}
 {remote.quote(remote.docker("start", "--checkpoint", name, container_id, socket=docker_socket))}
 """
     stage = remote.all_of(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from lab import control
+from lab import control, sysctl
 from lab.layout import BRIDGE, RUN_DIR, STATE_DIR
 
 
@@ -32,8 +32,12 @@ def _leftovers() -> list[str]:
 
 def test_lab_down_leaves_no_namespace_bridge_rule_daemon_or_mount(lab_hosts):
     assert _leftovers(), "the lab should be up before this test"
+    assert int(sysctl.PIPE_MAX.read_text()) >= sysctl.WANT  # post-copy works on the lab
+    machine_had = sysctl.SAVED.read_text().strip() if sysctl.SAVED.exists() else None
     control.down(log=lambda _m: None)
     try:
         assert _leftovers() == []
+        if machine_had is not None:
+            assert sysctl.PIPE_MAX.read_text().strip() == machine_had
     finally:
         control.up(2, log=lambda _m: None)

@@ -49,7 +49,8 @@ def test_lazy_dump_script_names_the_loopback_and_quotes_paths():
         work_path="/srv/im ages/x/work",
         port=41234,
     )
-    assert "printf 'address 127.0.0.1\\n'" in s
+    assert "address 127.0.0.1\n' > /etc/criu/runc.conf || " in s  # written, or the end
+    assert "trap put_back EXIT" in s  # never left behind, whatever ends the script
     assert "--lazy-pages --status-fd 3" in s and "--page-server 127.0.0.1:41234" in s
     assert "'/srv/im ages/x/img'" in s and "9>&-" in s
     assert postcopy.lazy_daemon_cmd("/d/img", "/d/work", 5)[:6] == [
@@ -106,3 +107,29 @@ def test_an_early_end_is_held_back_and_named():
     link2, w2 = _link(), _Writer()
     asyncio.run(link2._pages(_Reader([b"x" * 100]), w2))  # noqa: SLF001
     assert not w2.eof and "source" in link2.broken and link2.meter.total == 100
+
+
+def test_runc_conf_left_by_a_killed_restore_is_repaired_and_the_admins_file_kept(tmp_path):
+    """The config dance run for real in a shell (paths moved into tmp_path): a file
+    ferryman left (marker, lock free) is removed and the admin's saved file comes back; the
+    admin's own file is never overwritten by the next restore."""
+    import subprocess
+
+    from core.engine import criu_conf
+
+    conf, saved, lock = tmp_path / "runc.conf", tmp_path / "runc.conf.ferryman-saved", tmp_path / "l"
+
+    def run(script: str) -> str:
+        script = (script.replace(criu_conf.SAVED, str(saved)).replace(criu_conf.CONF, str(conf))
+                  .replace(criu_conf.LOCK, str(lock)).replace("mkdir -p /etc/criu", "true"))
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout
+
+    saved.write_text("tcp-established\n")  # the admin's, moved aside by a restore ...
+    conf.write_text(criu_conf.marker("restore fm-dead") + "images-dir /dead\n")  # ... killed
+    assert run(criu_conf.stale_check()).strip() == "repaired"
+    assert conf.read_text() == "tcp-established\n" and not saved.exists()
+    assert run(criu_conf.stale_check()).strip() == "clean"
+    # A restore now: the admin's file is saved, ours written, and the admin's put back.
+    out = run(criu_conf.hold("images-dir /new\n", "restore fm-new") + f"\ncat {conf}\n")
+    assert "images-dir /new" in out and "tcp-established" not in out
+    assert conf.read_text() == "tcp-established\n" and not saved.exists()
