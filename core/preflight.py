@@ -434,6 +434,9 @@ async def container_checks(
                 f"create them on {target} (same content) before moving" if missing else "",
             )
         )
+    if not why:
+        out += await _process_checks(src, source, ins)
+    out += await _port_checks(dst, target, ins)
     nets = [
         n
         for n in (ins.get("NetworkSettings", {}).get("Networks") or {})
@@ -453,6 +456,94 @@ async def container_checks(
             )
         )
     return out
+
+
+def outside_init(main_pid: int, procs: list[tuple[int, int, str]]) -> list[tuple[int, str]]:
+    """Processes of the container not descended from its main process (pid, command):
+    started by `docker exec`, their parent is outside the container. CRIU cannot take them
+    along through runc (`Unexpected process ... in the freezer cgroup`): they would be lost."""
+    pids = {p for p, _, _ in procs}
+    children: dict[int, list[int]] = {}
+    for p, pp, _ in procs:
+        children.setdefault(pp, []).append(p)
+    tree, todo = set(), [main_pid]
+    while todo:
+        p = todo.pop()
+        if p in tree:
+            continue
+        tree.add(p)
+        todo += children.get(p, [])
+    return [(p, cmd) for p, pp, cmd in procs if p not in tree and p in pids]
+
+
+async def _process_checks(src: Host, source: str, ins: dict[str, Any]) -> list[CheckResult]:
+    name = ins["Name"].lstrip("/")
+    main = int((ins.get("State") or {}).get("Pid") or 0)
+    try:
+        top = await src.engine.call(lambda c: c.api.top(ins["Id"], ps_args="-o pid,ppid,args"))
+    except (EngineError, HostError, OSError) as e:
+        return [CheckResult(source, "processes", WARN, f"{name}: processes not listed ({e})")]
+    procs = []
+    for row in top.get("Processes") or []:
+        try:
+            procs.append((int(row[0]), int(row[1]), " ".join(row[2:])))
+        except (ValueError, IndexError):
+            continue
+    lost = outside_init(main, procs)
+    if lost:
+        shown = ", ".join(f"{cmd[:40]} (pid {p})" for p, cmd in lost[:4])
+        return [
+            CheckResult(
+                source,
+                "processes",
+                FAIL,
+                f"{name} has {len(lost)} process(es) started by `docker exec`, outside its "
+                f"main process's tree: {shown}; CRIU cannot take them along, they would be lost",
+                f"end them (or run them from the container's own command) before moving {name}",
+            )
+        ]
+    return [CheckResult(source, "processes", PASS, f"{name}: {len(procs)} process(es), one tree")]
+
+
+async def _port_checks(dst: Host, target: str, ins: dict[str, Any]) -> list[CheckResult]:
+    """Published ports the twin needs that a container on the target already publishes."""
+    want = {
+        (b.get("HostIp") or "", b.get("HostPort"), proto)
+        for proto, binds in ((ins.get("HostConfig") or {}).get("PortBindings") or {}).items()
+        for b in binds or []
+        if b.get("HostPort")
+    }
+    if not want:
+        return []
+
+    def taken(c: Any) -> list[str]:
+        out = []
+        for other in c.api.containers():
+            for p in other.get("Ports") or []:
+                key = (p.get("PublicPort"), p.get("Type"))
+                for ip, port, proto in want:
+                    if key == (int(port), proto.split("/")[1]) and (
+                        ip in ("", "0.0.0.0") or ip == p.get("IP")
+                    ):
+                        out.append(f"{port}/{key[1]} (used by {other['Names'][0].lstrip('/')})")
+        return sorted(set(out))
+
+    try:
+        used = await dst.engine.call(taken)
+    except (EngineError, HostError, OSError) as e:
+        return [CheckResult(target, "ports", WARN, f"published ports not checked ({e})")]
+    if used:
+        return [
+            CheckResult(
+                target,
+                "ports",
+                FAIL,
+                f"published port {', '.join(used)} already taken on {target}",
+                f"free the port on {target}, or move to another host",
+            )
+        ]
+    ports = ", ".join(sorted(f"{p}/{proto.split('/')[1]}" for _, p, proto in want))
+    return [CheckResult(target, "ports", PASS, f"published ports free on {target}: {ports}")]
 
 
 async def run_checks(

@@ -167,3 +167,73 @@ def test_an_anonymous_volume_keeps_its_data(lab_hosts):
         assert mounts == "volume /scratch;"
     finally:
         _cleanup(lab_hosts)
+
+
+def test_a_process_started_by_docker_exec_is_named_and_the_move_refused(lab_hosts):
+    """CRIU cannot take a `docker exec` process along: it would be lost in silence."""
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    try:
+        _start(h1)
+        docker(h1, "exec", "-d", NAME, "sleep", "1000")
+        p = _move(NAME)
+        assert p.returncode == 1
+        failed = events(p.stdout)[-1]
+        assert failed["phase"] == "preflight" and "docker exec" in failed["cause"]
+        assert "sleep 1000" in failed["cause"]
+        assert running(h1, NAME) and not exists(h2, NAME)
+    finally:
+        _cleanup(lab_hosts)
+
+
+def test_init_and_a_published_port_move_and_a_taken_port_is_refused(lab_hosts):
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts, name="portholder")
+    _cleanup(lab_hosts)
+    try:
+        _start(h1, "--init", "-p", "18080:8080")
+        docker(h2, "run", "-d", "--name", "portholder", "-p", "18080:80", IMAGE, "sleep", "600")
+        p = _move(NAME)
+        assert p.returncode == 1
+        failed = events(p.stdout)[-1]
+        assert failed["phase"] == "preflight" and "18080/tcp" in failed["cause"]
+        assert "portholder" in failed["cause"]
+        docker(h2, "rm", "-f", "portholder")
+        before = heartbeats(h1, NAME)[-1][0]
+        p = _move(NAME)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+        assert _counter_continues(h2, NAME, before)
+        assert docker(h2, "port", NAME, "8080/tcp").startswith("0.0.0.0:18080")
+        assert docker(h2, "inspect", "-f", "{{.HostConfig.Init}}", NAME) == "true"
+    finally:
+        _cleanup(lab_hosts, name="portholder")
+        _cleanup(lab_hosts)
+
+
+def test_a_user_network_with_an_alias_and_a_static_address_moves(lab_hosts):
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    for h in lab_hosts:
+        docker(h, "network", "rm", "settingsnet", check=False)
+        docker(h, "network", "create", "--subnet", "172.31.77.0/24", "settingsnet")
+    try:
+        _start(h1, "--network", "settingsnet", "--network-alias", "probe-alias",
+               "--ip", "172.31.77.20", "--memory", "256m", "--cpus", "1",
+               "--ulimit", "nofile=2048:4096", "--read-only", "--tmpfs", "/run")
+        before = heartbeats(h1, NAME)[-1][0]
+        p = _move(NAME)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+        assert _counter_continues(h2, NAME, before)
+        fmt = ("{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}} "
+               "{{join $v.Aliases \",\"}}{{end}}")
+        net = docker(h2, "inspect", "-f", fmt, NAME)
+        assert net.startswith("settingsnet 172.31.77.20 ") and "probe-alias" in net
+        limits = docker(h2, "inspect", "-f",
+                        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} "
+                        "{{.HostConfig.ReadonlyRootfs}} {{range .HostConfig.Ulimits}}{{.Name}}="
+                        "{{.Soft}}:{{.Hard}}{{end}}", NAME)
+        assert limits == f"{256 * 2**20} {10**9} true nofile=2048:4096"
+    finally:
+        _cleanup(lab_hosts)
+        for h in lab_hosts:
+            docker(h, "network", "rm", "settingsnet", check=False)

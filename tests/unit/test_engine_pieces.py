@@ -183,3 +183,17 @@ def test_health_wait_covers_the_first_probe_and_anonymous_volumes_keep_their_nam
     }
     assert [m["Name"] for m in twin.anonymous_volumes(ins)] == ["f00"]
     assert twin.create_body(ins)["HostConfig"]["Binds"] == ["named:/n", "f00:/scratch"]
+
+
+def test_processes_outside_the_main_tree_are_named():
+    from core.preflight import outside_init
+
+    procs = [
+        (100, 90, "/sbin/docker-init -- app"),  # --init: tini-like init, the app below it
+        (101, 100, "app"),
+        (102, 101, "app worker"),
+        (200, 91, "sh -c sleep 1000"),  # docker exec -d: its parent is the shim
+        (201, 200, "sleep 1000"),
+    ]
+    assert outside_init(100, procs) == [(200, "sh -c sleep 1000"), (201, "sleep 1000")]
+    assert outside_init(100, procs[:3]) == []
