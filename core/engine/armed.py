@@ -39,7 +39,9 @@ class Armed:
             p.stdin.write_eof()
             r = await p.wait(timeout=timeout)
         except asyncssh.TimeoutError as e:
-            raise CommandError(self.host.name, self.command, None, f"timed out after {timeout} s") from e
+            raise CommandError(
+                self.host.name, self.command, None, f"timed out after {timeout} s"
+            ) from e
         except (asyncssh.Error, OSError) as e:
             raise HostError(self.host.name, HostState.UNREACHABLE, f"connection lost: {e}") from e
         out = _text(r.stdout) + _text(r.stderr)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import getpass
 import os
@@ -32,10 +33,12 @@ from core import events as ev
 from core.dockerapi import EngineError
 from core.engine import checkpoint, criu_options, heartbeat, page_holder, postcopy, restore, twin
 from core.engine.armed import Armed
+from core.engine.facts import Facts
 from core.engine.page_stream import PageStream
 from core.engine.precopy import RESTORE_ESTIMATE_S, RoundError, Rounds
 from core.engine.states import FINAL, State, transition
 from core.engine.transfer import Meter, StreamCancelled, pipe, relay
+from core.engine.undo import Step, UndoStack
 from core.events import Phase
 from core.fleet import Fleet, Host
 from core.journal import JournalEntry, journal_dir, new_entry, restore_estimate
@@ -53,7 +56,6 @@ LAZY = ("post-copy", "hybrid")  # the strategies that end with a lazy restore
 RESUME_SOURCE = "resume the container on the source"
 STOP_TWIN = "stop the twin on the target"
 RESCUE_SOURCE = "bring the container back from its frozen copy"
-DECISIVE_UNDO = (RESUME_SOURCE, STOP_TWIN, RESCUE_SOURCE)
 
 
 class MigrationError(Exception):
@@ -71,22 +73,14 @@ class Aborted(Exception):
 
 
 @dataclass
-class Ctx:
-    """What the migration has learned and done so far (the undo stack's inputs)."""
+class Ctx(Facts):
+    """The facts (core/engine/facts.py, journaled) and the live handles of a migration."""
 
     inspect: dict[str, Any] = field(default_factory=dict)
-    container_id: str = ""
-    name: str = ""
-    src_data_root: str = ""
-    dst_data_root: str = ""
     src_systemd: bool = False
     src_cgroup: restore.CgroupLayout | None = None
     dst_cgroup: restore.CgroupLayout | None = None
-    src_dir: str = ""
-    dst_dir: str = ""
-    twin_id: str = ""
     twin_upper: str = ""
-    checkpoint_name: str = ""
     dump_s: float = 0.0
     transfer_s: float = 0.0
     restore_s: float = 0.0
@@ -96,7 +90,6 @@ class Ctx:
     source_log_tail: str = ""
     bytes_moved: int = 0
     pages: PageStream | None = None  # memory streamed during the dump, when set up
-    pages_streamed: bool = False  # the dump's pages went to the target (kept in the journal)
     meter: Meter | None = None
     armed_dump: Armed | None = None
     armed_streams: list[tuple[Armed, Armed]] = field(default_factory=list)
@@ -105,11 +98,6 @@ class Ctx:
     throttled: bool = False
     lazy_link: postcopy.LazyLink | None = None  # post-copy: the page link, source ↔ target
     lazy_dump: postcopy.LazyDump | None = None  # post-copy: the serving dump process
-    lazy_done: bool = False  # post-copy: every page arrived, the frozen copy is gone
-    restart_policy: dict[str, Any] | None = None  # the source's, suspended for the move
-    moved_volumes: list[str] = field(default_factory=list)  # named on both hosts
-    dump_fired: bool = False  # the dump command was started: pages may be on the target
-    committed: bool = False
 
 
 def process_start(pid: int) -> str:
@@ -127,8 +115,15 @@ def new_id() -> str:
 
 class Migration:
     def __init__(
-        self, fleet: Fleet, request: MigrationRequest, *, migration_id: str | None = None
+        self,
+        fleet: Fleet,
+        request: MigrationRequest,
+        *,
+        migration_id: str | None = None,
+        on_event: Callable[[ev.Event], None] | None = None,
     ) -> None:
+        """`on_event`: where events go instead of the iterator (recovery's narration)."""
+        self._on_event = on_event
         self.fleet = fleet
         self.req = request
         self.id = migration_id or new_id()
@@ -138,7 +133,7 @@ class Migration:
         self.strategy = request.strategy
         self.journal: JournalEntry | None = None
         self._q: asyncio.Queue[ev.Event | None] = asyncio.Queue()
-        self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._undo = UndoStack()
         self._aborted = False
         self.state = State.NEW
         self._phase = Phase.PREFLIGHT  # the phase a failure is reported in
@@ -185,7 +180,16 @@ class Migration:
             self.journal.record(e)
             if not isinstance(e, ev.BytesMoved | ev.LogLine) or getattr(e, "done", False):
                 self._save_journal()
-        self._q.put_nowait(e)
+        if self._on_event is not None:
+            self._on_event(e)
+        else:
+            self._q.put_nowait(e)
+
+    def adopt(self, facts: Facts) -> None:
+        """Take over a migration from its journaled facts (`ferryman recover`): its lock
+        is held, and the rollback and cleanup steps work from these facts."""
+        self.ctx = Ctx(**dataclasses.asdict(facts))
+        self._locked = True
 
     def _save_journal(self) -> None:
         """Write the journal entry; a journal that cannot be written (the console's disk
@@ -239,35 +243,18 @@ class Migration:
         return r.stdout
 
     def _save_ctx(self) -> None:
+        """Journal the facts recovery needs (core/engine/facts.py)."""
         if self.journal is None:
             return
         c = self.ctx
+        c.frozen = c.frozen_at is not None
+        c.dump_done = bool(c.t_dump_end)
+        c.lazy_runc_pid = c.lazy_dump.runc_pid if c.lazy_dump else 0
+        c.console_pid, c.console_started = os.getpid(), process_start(os.getpid())
+        c.src_address, c.dst_address = self.src.spec.address, self.dst.spec.address
         self.journal.checkpoint_name = c.checkpoint_name
         self.journal.target_twin = c.twin_id
-        self.journal.events.append(
-            {
-                "kind": "ctx",
-                "t": time.time(),
-                "container_id": c.container_id,
-                "src_dir": c.src_dir,
-                "dst_dir": c.dst_dir,
-                "twin_id": c.twin_id,
-                "frozen": c.frozen_at is not None,
-                "dump_done": bool(c.t_dump_end),
-                "pages_streamed": c.pages_streamed,
-                "lazy_runc_pid": c.lazy_dump.runc_pid if c.lazy_dump else 0,
-                "lazy_done": c.lazy_done,
-                "dump_fired": c.dump_fired,
-                "committed": c.committed,
-                "restart_policy": c.restart_policy,
-                "moved_volumes": c.moved_volumes,
-                "checkpoint_name": c.checkpoint_name,
-                "console_pid": os.getpid(),
-                "console_started": process_start(os.getpid()),
-                "src_address": self.src.spec.address,
-                "dst_address": self.dst.spec.address,
-            }
-        )
+        self.journal.events.append(c.to_record())
         self._save_journal()
 
     # --- the machine ---------------------------------------------------------------------
@@ -479,16 +466,16 @@ class Migration:
                 remote.quote(remote.mkdir_private(c.src_dir)),
                 what="making the image folder",
             )
-            self._undo.append(
-                ("remove the source's image folder", lambda: self._rm(self.src, c.src_dir))
+            self._undo.push(
+                "remove the source's image folder", lambda: self._rm(self.src, c.src_dir)
             )
             await self.sh(
                 self.dst,
                 remote.quote(remote.mkdir_private(f"{c.dst_dir}/img", f"{c.dst_dir}/work")),
                 what="making the image folder",
             )
-            self._undo.append(
-                ("remove the target's image folder", lambda: self._rm(self.dst, c.dst_dir))
+            self._undo.push(
+                "remove the target's image folder", lambda: self._rm(self.dst, c.dst_dir)
             )
             await self._ensure_image()
             self._check_abort()
@@ -499,7 +486,7 @@ class Migration:
             # restart policy at the commit point.
             body["HostConfig"]["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
             c.twin_id = await self.dst.engine.create_raw(c.name, body)
-            self._undo.append(("remove the twin on the target", self._remove_twin))
+            self._undo.push("remove the twin on the target", self.remove_twin)
             self._save_ctx()
             tw = await self.dst.engine.inspect(c.twin_id) or {}
             c.twin_upper = ((tw.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
@@ -532,7 +519,7 @@ class Migration:
         c = self.ctx
         c.meter = self._meter()
         stream = PageStream(self.src.ssh, self.dst.ssh, c.meter)
-        self._undo.append(("stop the page server", stream.close))
+        self._undo.push("stop the page server", stream.close)
         try:
             await stream.open(f"{c.dst_dir}/img", f"{c.dst_dir}/work")
         except Exception as e:  # noqa: BLE001 - streaming is an optimisation; tar still works
@@ -568,7 +555,7 @@ class Migration:
             await self.dst.engine.remove_volume(name)
             self.ctx.moved_volumes.remove(name)
 
-        self._undo.append((f"remove volume {name} on {self.dst.name}", undo))
+        self._undo.push(f"remove volume {name} on {self.dst.name}", undo)
 
     async def _empty_volumes(self) -> None:
         """Docker copies the image's files into a new volume when the twin is created; the
@@ -597,7 +584,7 @@ class Migration:
             "MaximumRetryCount": int(pol.get("MaximumRetryCount") or 0),
         }
         await self.src.engine.set_restart_policy(c.container_id, {"Name": "no"})
-        self._undo.append(("put back the restart policy on the source", self._put_back_policy))
+        self._undo.push("put back the restart policy on the source", self.put_back_policy)
         self._save_ctx()
         self.log(
             self.src.name,
@@ -605,11 +592,9 @@ class Migration:
             "(the twin gets it at the commit)",
         )
 
-    async def _put_back_policy(self) -> None:
+    async def put_back_policy(self) -> None:
         if self.ctx.restart_policy:
-            await self.src.engine.set_restart_policy(
-                self.ctx.container_id, self.ctx.restart_policy
-            )
+            await self.src.engine.set_restart_policy(self.ctx.container_id, self.ctx.restart_policy)
 
     async def _ensure_image(self) -> None:
         c = self.ctx
@@ -752,7 +737,7 @@ class Migration:
         )
         if percent and not c.throttled:
             c.throttled = True
-            self._undo.append(("remove the CPU throttle", lambda: self._set_throttle(0)))
+            self._undo.push("remove the CPU throttle", lambda: self._set_throttle(0))
         self._throttle = percent
         self.emit(ev.ThrottleChanged(percent=percent))
 
@@ -774,7 +759,7 @@ class Migration:
         if self.strategy in LAZY:
             dump_cmd = await self._arm_lazy()
         c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()
-        self._undo.append(("disarm the prepared commands", self._disarm))
+        self._undo.push("disarm the prepared commands", self._disarm)
         streams: list[tuple[str, str]] = [(f"{c.src_dir}/img", f"{c.dst_dir}/img")]
         graph = c.inspect.get("GraphDriver") or {}
         upper = (graph.get("Data") or {}).get("UpperDir", "")
@@ -849,7 +834,7 @@ class Migration:
             c.frozen_at = time.monotonic()
             c.dump_fired = True
             self._save_ctx()
-            self._undo.append((RESUME_SOURCE, self._resume_source))
+            self._undo.push(RESUME_SOURCE, self.resume_source, decisive=True, kind="resume")
             c.t_fire = time.monotonic()
             if self.strategy in LAZY:
                 await self._fire_lazy_dump()
@@ -918,7 +903,7 @@ class Migration:
     async def _restore(self) -> None:
         c = self.ctx
         async with self.phase(Phase.RESTORE):
-            self._undo.append((STOP_TWIN, self._stop_twin))
+            self._undo.push(STOP_TWIN, self.stop_twin, decisive=True)
             t0 = time.monotonic()
             await self._fire(
                 c.armed_restore,
@@ -999,32 +984,66 @@ class Migration:
         async with self.phase(Phase.COMMIT):
             # The twin must still run now (a dockerd restart since verify would have stopped
             # it): until the source copy is removed, a rollback can still bring it back.
-            if not await _running(self.dst, c.twin_id):
+            if not await is_running(self.dst, c.twin_id):
                 raise MigrationError(
                     f"{c.name} no longer runs on {self.dst.name} (checked before removing the "
                     f"source copy)",
                     host=self.dst.name,
                 )
-            if c.restart_policy:
-                await self.dst.engine.set_restart_policy(c.twin_id, c.restart_policy)
-                self.log(self.dst.name, f"restart policy {c.restart_policy['Name']} set")
+            await self.give_twin_its_policy()
             self._check_abort()  # the last moment an abort is honoured
             self._undo.clear()  # past this point the move stands
             c.committed = True
             self._to(State.COMMITTED)
             self._save_ctx()
+            await self.remove_source_copy()
+
+    # --- steps the machine and `ferryman recover` share -----------------------------------
+
+    async def give_twin_its_policy(self) -> None:
+        c = self.ctx
+        if c.restart_policy:
+            await self.dst.engine.set_restart_policy(c.twin_id, c.restart_policy)
+            self.log(self.dst.name, f"restart policy {c.restart_policy['Name']} set")
+
+    async def remove_source_copy(self) -> None:
+        """After the commit: the stopped source copy and the volumes whose data moved."""
+        c = self.ctx
+        await self._after_commit(
+            f"remove the stopped copy of {c.name} from {self.src.name}",
+            lambda: self.src.engine.remove(c.container_id),
+        )
+        self.log(self.src.name, f"removed {c.name} ({c.container_id[:12]}) from {self.src.name}")
+        for v in list(c.moved_volumes):
             await self._after_commit(
-                f"remove the stopped copy of {c.name} from {self.src.name}",
-                lambda: self.src.engine.remove(c.container_id),
+                f"remove volume {v} from {self.src.name} (its data is on {self.dst.name})",
+                functools.partial(self.src.engine.remove_volume, v, force=False),
             )
-            self.log(
-                self.src.name, f"removed {c.name} ({c.container_id[:12]}) from {self.src.name}"
+
+    async def start_twin(self) -> None:
+        c = self.ctx
+        await self.sh(
+            self.dst,
+            remote.quote(remote.docker("start", c.twin_id, socket=self.dst.spec.docker_socket)),
+            what="docker start",
+        )
+
+    async def remove_target_volumes(self) -> None:
+        for v in list(self.ctx.moved_volumes):
+            await self.dst.engine.remove_volume(v)
+            self.ctx.moved_volumes.remove(v)
+
+    async def stop_page_server(self) -> None:
+        if self.ctx.dst_dir:
+            await self._run_quiet(
+                self.dst, remote.kill_pidfile(f"{self.ctx.dst_dir}/work/page-server.pid")
             )
-            for v in list(c.moved_volumes):
-                await self._after_commit(
-                    f"remove volume {v} from {self.src.name} (its data is on {self.dst.name})",
-                    functools.partial(self.src.engine.remove_volume, v, force=False),
-                )
+
+    async def boot_id(self, host: Host) -> str:
+        r = await host.ssh.run(
+            remote.quote(["cat", "/proc/sys/kernel/random/boot_id"]), check=False
+        )
+        return r.stdout.strip()
 
     async def _after_commit(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """A step after the commit point: the move stands whatever happens; a step that
@@ -1074,7 +1093,7 @@ class Migration:
         c = self.ctx
         c.lazy_link = postcopy.LazyLink(self.src.ssh, self.dst.ssh, self._lazy_meter())
         await c.lazy_link.open()
-        self._undo.append(("close the page link", c.lazy_link.close))
+        self._undo.push("close the page link", c.lazy_link.close)
         # The source end of the link is held by a process of its own: a cut SSH connection
         # must not look like the end of the transfer to CRIU (core/engine/page_holder.py).
         c.lazy_link.hold_port = 20000 + secrets.randbelow(40000)
@@ -1088,11 +1107,10 @@ class Migration:
             ),
             what="starting the page holder",
         )
-        self._undo.append(
-            (
-                "stop the page holder",
-                lambda: self._run_quiet(self.src, remote.kill_pidfile(holder_pid)),
-            )
+        c.lazy_boot_id = await self.boot_id(self.src)
+        self._undo.push(
+            "stop the page holder",
+            lambda: self._run_quiet(self.src, remote.kill_pidfile(holder_pid)),
         )
         self.log(
             "ferryman",
@@ -1120,7 +1138,7 @@ class Migration:
         proc.stdin.write_eof()
         c.lazy_dump = postcopy.LazyDump(proc)
         # From here the source's tasks are held by the dump; bring them back before anything.
-        self._undo.append((RESCUE_SOURCE, self._rescue_source))
+        self._undo.push(RESCUE_SOURCE, self.rescue_source, decisive=True, kind="rescue")
         if not await c.lazy_dump.wait_ready():
             raise MigrationError(
                 f"runc checkpoint --lazy-pages failed on {self.src.name} "
@@ -1188,16 +1206,13 @@ class Migration:
             )
             # The source's tasks are gone (CRIU ended them) and its images lack the memory:
             # from here a rollback can only restart the source container, and says so.
-            self._undo = [
-                (label, self._restart_source if undo == self._resume_source else undo)
-                for label, undo in self._undo
-                if undo != self._rescue_source
-            ]
+            self._undo.drop("rescue")
+            self._undo.replace("resume", Step(RESUME_SOURCE, self.restart_source, True, "resume"))
             c.lazy_done = True
             self._save_ctx()
             await c.lazy_link.close()
 
-    async def _restart_source(self) -> None:
+    async def restart_source(self) -> None:
         c = self.ctx
         self.emit(
             ev.Warning(
@@ -1213,20 +1228,17 @@ class Migration:
             what="docker start",
         )
 
-    async def _rescue_source(self) -> None:
+    async def rescue_source(self) -> str:
         """Rollback during post-copy: the twin is already stopped (the step before this one).
         Stop the dump process, whose tasks then stay frozen with all their memory, and thaw
         them: the container runs on the source again, never beside the twin."""
         c = self.ctx
-        if c.lazy_dump is None:
-            return
+        pid = c.lazy_dump.runc_pid if c.lazy_dump is not None else c.lazy_runc_pid
+        if not pid:
+            return "gone"
         out = await self.sh(
             self.src,
-            remote.quote(
-                postcopy.rescue_script(
-                    self.src.spec.runc_root, c.container_id, c.lazy_dump.runc_pid
-                )
-            ),
+            remote.quote(postcopy.rescue_script(self.src.spec.runc_root, c.container_id, pid)),
             what="bringing the container back from its frozen copy",
         )
         if c.lazy_link is not None:
@@ -1239,6 +1251,7 @@ class Migration:
             )
         else:
             self.log(self.src.name, f"the frozen copy of {c.name} is {status}", "error")
+        return status
 
     # --- failure and rollback ------------------------------------------------------------
 
@@ -1277,7 +1290,9 @@ class Migration:
             )
         )
         if self.journal is not None:
-            self.journal.result = "in doubt" if self._in_doubt else "rolled back" if ok else "failed"
+            self.journal.result = (
+                "in doubt" if self._in_doubt else "rolled back" if ok else "failed"
+            )
             if self._left and not self._in_doubt:
                 self.journal.result = "incomplete"
                 self.journal.cause += "; left for `ferryman recover`: " + "; ".join(self._left)
@@ -1291,12 +1306,13 @@ class Migration:
         if not self._undo:
             self.log("ferryman", "rollback: nothing had changed yet")
         while self._undo:
-            label, undo = self._undo.pop()
+            step = self._undo.pop()
+            label = step.label
             self.log("ferryman", f"rollback: {label}")
             try:
-                await _retry_while_unreachable(undo, self.log)
+                await _retry_while_unreachable(step.run, self.log)
             except (HostError, EngineError) as e:
-                if label not in DECISIVE_UNDO:
+                if not step.decisive:
                     # Tidying only (a never-started twin, a volume, a throttle): leave it.
                     self._left.append(f"{label} ({e})")
                     self.log("ferryman", f"rollback: left for `ferryman recover`: {label}", "error")
@@ -1347,10 +1363,10 @@ class Migration:
             return "BOTH"
         return self.src.name if src else self.dst.name if dst else "nowhere"
 
-    async def _resume_source(self) -> None:
+    async def resume_source(self) -> None:
         """Bring the source container back from its own checkpoint (or, failing that, restart it)."""
         c = self.ctx
-        if await _running(self.src, c.container_id):
+        if await is_running(self.src, c.container_id):
             self.log(
                 self.src.name, f"{c.name} is still running on {self.src.name}: nothing to resume"
             )
@@ -1424,7 +1440,7 @@ class Migration:
                 )
             )
 
-    async def _stop_twin(self) -> None:
+    async def stop_twin(self) -> None:
         """Stop the twin, and make sure it is stopped: the source is resumed next, so a
         twin that may still run (a refusing or hung dockerd) stops the rollback here."""
         c = self.ctx
@@ -1441,7 +1457,7 @@ class Migration:
             await asyncio.sleep(0.1)
         raise EngineError(f"{self.dst.name}: the twin {c.twin_id[:12]} still runs after kill")
 
-    async def _remove_twin(self) -> None:
+    async def remove_twin(self) -> None:
         if self.ctx.twin_id:
             await self.dst.engine.remove(self.ctx.twin_id)
 
@@ -1520,14 +1536,15 @@ class Migration:
 
 
 async def _retry_while_unreachable(
-    step: Callable[[], Awaitable[None]], log: Callable[[str, str], None], pauses=(1.0, 2.0, 4.0)
+    step: Callable[[], Awaitable[object]], log: Callable[[str, str], None], pauses=(1.0, 2.0, 4.0)
 ) -> None:
     """Run a rollback step; while its host does not answer, try again after a pause (a
     dropped connection is opened again on the next try)."""
     waits = list(pauses)
     while True:
         try:
-            return await step()
+            await step()
+            return
         except HostError as e:
             if not waits:
                 raise
@@ -1555,7 +1572,7 @@ def health_wait_s(inspect: dict[str, Any]) -> float:
     return start + (interval + timeout) * retries + 10.0
 
 
-async def _running(host: Host, cid: str) -> bool:
+async def is_running(host: Host, cid: str) -> bool:
     try:
         ins = await host.engine.inspect(cid)
     except (HostError, EngineError, OSError):

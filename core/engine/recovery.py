@@ -16,17 +16,16 @@ exactly one copy running:
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from core import events as ev
-from core import journal, remote
+from core import journal
 from core.config import ConfigError
-from core.engine import postcopy
-from core.engine.machine import Migration, _running, process_start
+from core.engine.facts import Facts
+from core.engine.machine import Migration, is_running, process_start
 from core.fleet import Fleet
 from core.journal import JournalEntry
 from core.models import MigrationRequest
@@ -34,13 +33,17 @@ from core.models import MigrationRequest
 
 @dataclass(frozen=True)
 class Plan:
-    action: str  # finish | rollback | resume | start-twin | nothing | busy | other-hosts | unreachable
+    action: (
+        str  # finish | rollback | resume | start-twin | nothing | busy | other-hosts | unreachable
+    )
     reason: str
 
     @property
     def to_do(self) -> bool:
         """Something to carry out (after the user's yes)."""
         return self.action in ("finish", "rollback", "resume", "start-twin", "rescue")
+
+    # "lost": nothing can be done without the admin (said, never carried out)
 
 
 @dataclass(frozen=True)
@@ -74,47 +77,54 @@ def last_ctx(entry: JournalEntry) -> dict[str, Any]:
     return ctxs[-1] if ctxs else {}
 
 
-def console_alive(ctx: dict[str, Any]) -> bool:
+def last_facts(entry: JournalEntry) -> Facts:
+    """The migration's facts as last journaled (core/engine/facts.py)."""
+    f = Facts.from_record(last_ctx(entry))
+    f.name = f.name or entry.container
+    f.container_id = f.container_id or entry.container
+    f.twin_id = f.twin_id or entry.target_twin
+    f.checkpoint_name = f.checkpoint_name or entry.checkpoint_name
+    return f
+
+
+def console_alive(facts: Facts) -> bool:
     """Whether the process that ran the migration still runs (same pid, same start time)."""
-    pid = ctx.get("console_pid")
+    pid = facts.console_pid
     if not pid or pid == os.getpid():
         return False
     started = process_start(int(pid))
-    return bool(started) and started == ctx.get("console_started", started)
+    return bool(started) and started == (facts.console_started or started)
 
 
-async def _migration(fleet: Fleet, entry: JournalEntry) -> Migration:
+async def _migration(
+    fleet: Fleet, entry: JournalEntry, log: Callable[[str], None] | None = None
+) -> Migration:
+    """The migration taken over from its journaled facts; events narrate through `log`."""
     req = MigrationRequest(
         container=entry.container, source=entry.source, target=entry.target, strategy=entry.strategy
     )
-    m = Migration(fleet, req, migration_id=entry.migration_id)
+
+    def narrate(e: ev.Event) -> None:
+        if log is not None and isinstance(e, ev.LogLine | ev.Warning):
+            log(e.text)
+
+    m = Migration(fleet, req, migration_id=entry.migration_id, on_event=narrate)
     m.journal = entry
-    x = last_ctx(entry)
-    c = m.ctx
-    c.name = entry.container
-    c.container_id = x.get("container_id") or entry.container
-    c.twin_id = x.get("twin_id") or entry.target_twin
-    c.src_dir, c.dst_dir = x.get("src_dir", ""), x.get("dst_dir", "")
-    c.checkpoint_name = x.get("checkpoint_name") or entry.checkpoint_name
-    c.frozen_at = 0.0 if x.get("frozen") else None
-    c.t_dump_end = 1.0 if x.get("dump_done") else 0.0
-    c.dump_fired = bool(x.get("dump_fired", x.get("dump_done")))
-    c.pages_streamed = bool(x.get("pages_streamed"))
-    c.committed = bool(x.get("committed"))
-    c.restart_policy = x.get("restart_policy") or None
-    c.moved_volumes = list(x.get("moved_volumes") or [])
-    m._locked = True  # noqa: SLF001 - it died holding the lock
-    c.src_data_root = (await m.src.engine.info())["DockerRootDir"]
-    c.dst_data_root = (await m.dst.engine.info())["DockerRootDir"]
+    facts = last_facts(entry)
+    if not facts.src_data_root:
+        facts.src_data_root = (await m.src.engine.info())["DockerRootDir"]
+    if not facts.dst_data_root:
+        facts.dst_data_root = (await m.dst.engine.info())["DockerRootDir"]
+    m.adopt(facts)
     return m
 
 
 async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
-    x = last_ctx(entry)
-    if entry.result == "running" and console_alive(x):
-        return Plan("busy", f"still in progress in process {x.get('console_pid')}")
-    for role, name in (("src", entry.source), ("dst", entry.target)):
-        was, now = x.get(f"{role}_address"), fleet[name].spec.address
+    f = last_facts(entry)
+    if entry.result == "running" and console_alive(f):
+        return Plan("busy", f"still in progress in process {f.console_pid}")
+    for name, was in ((entry.source, f.src_address), (entry.target, f.dst_address)):
+        now = fleet[name].spec.address
         if was and was != now:
             return Plan(
                 "other-hosts",
@@ -123,15 +133,23 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
             )
     m = await _migration(fleet, entry)
     c = m.ctx
-    if x.get("lazy_runc_pid") and not x.get("lazy_done") and entry.result in ("running", "in doubt"):
-        # Cut in the lazy phase: the whole copy is the frozen source, held by its dump.
+    if f.lazy_runc_pid and not f.lazy_done and not f.committed:
+        # Cut in the lazy phase: the whole copy is the frozen source, held by its dump;
+        # after a reboot of the source that pid means nothing, and the memory is gone.
+        if f.lazy_boot_id and f.lazy_boot_id != await m.boot_id(m.src):
+            return Plan(
+                "lost",
+                f"{entry.source} restarted during the lazy phase: the frozen copy of "
+                f"{entry.container}, and the memory it held, are gone. Start it again by hand "
+                f"(`docker start {entry.container}` on {entry.source}), then run recover",
+            )
         return Plan(
             "rescue",
             f"the lazy phase was cut: the copy on {entry.target} will be stopped and "
             f"{entry.container} thawed on {entry.source} from its frozen copy (memory intact)",
         )
-    src_runs = await _running(m.src, c.container_id)
-    dst_runs = bool(c.twin_id) and await _running(m.dst, c.twin_id)
+    src_runs = await is_running(m.src, c.container_id)
+    dst_runs = bool(c.twin_id) and await is_running(m.dst, c.twin_id)
     src_exists = await m.src.engine.inspect(c.container_id) is not None
     if c.committed:
         # Past the commit point the move stands: the source's checkpoint is stale, and the
@@ -175,65 +193,36 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
 
 
 async def apply(fleet: Fleet, entry: JournalEntry, p: Plan, log: Callable[[str], None]) -> str:
-    """Carry out `p`; returns the host where the container runs afterwards."""
-    m = await _migration(fleet, entry)
-    c = m.ctx
-    m.emit = lambda e: log(e.text) if isinstance(e, ev.LogLine | ev.Warning) else None  # type: ignore[method-assign]
+    """Carry out `p` with the engine's own steps; returns where the container runs."""
+    m = await _migration(fleet, entry, log)
     if p.action == "finish":
-        if c.restart_policy:
-            await m.dst.engine.set_restart_policy(c.twin_id, c.restart_policy)
-        await m.src.engine.remove(c.container_id)
-        for v in c.moved_volumes:
-            with contextlib.suppress(Exception):  # in use by another container: it stays
-                await m.src.engine.remove_volume(v, force=False)
-        await m.tidy()
+        await m.give_twin_its_policy()
+        await m.remove_source_copy()
         where = entry.target
-    elif p.action == "rollback":
-        await m._stop_twin()  # noqa: SLF001
-        await m._remove_twin()  # noqa: SLF001
-        await m.tidy()
-        where = entry.source
-    elif p.action == "resume":
-        await m._stop_twin()  # noqa: SLF001
-        await m._resume_source()  # noqa: SLF001
-        await m._remove_twin()  # noqa: SLF001
-        await m.tidy()
-        where = entry.source
-    elif p.action == "rescue":
-        await m._stop_twin()  # noqa: SLF001 - first: never two copies
-        out = await m.sh(
-            m.src,
-            remote.quote(
-                postcopy.rescue_script(
-                    m.src.spec.runc_root, c.container_id, int(last_ctx(entry)["lazy_runc_pid"])
-                )
-            ),
-            what="bringing the container back from its frozen copy",
-        )
-        if not out.strip().endswith("running"):
-            raise RuntimeError(
-                f"the frozen copy of {entry.container} on {entry.source} is "
-                f"{out.strip().rsplit(' ', 1)[-1] or 'gone'}: start it by hand (its memory is lost)"
-            )
-        await m._remove_twin()  # noqa: SLF001
-        await m.tidy()
-        where = entry.source
     elif p.action == "start-twin":
-        await m.dst.ssh.run(
-            remote.quote(remote.docker("start", c.twin_id, socket=m.dst.spec.docker_socket))
-        )
-        if c.restart_policy:
-            await m.dst.engine.set_restart_policy(c.twin_id, c.restart_policy)
-        await m.tidy()
+        await m.start_twin()
+        await m.give_twin_its_policy()
+        await m.remove_source_copy()
         where = entry.target
+    elif p.action in ("rollback", "resume", "rescue"):
+        await m.stop_twin()  # first: never two copies
+        if p.action == "resume":
+            await m.resume_source()
+        elif p.action == "rescue":
+            status = await m.rescue_source()
+            if status != "running":
+                raise RuntimeError(
+                    f"the frozen copy of {entry.container} on {entry.source} is {status}: "
+                    "start it by hand (its memory is lost)"
+                )
+        await m.remove_twin()
+        await m.remove_target_volumes()
+        await m.put_back_policy()
+        where = entry.source
     else:
         return entry.running_on
-    if where == entry.source and c.restart_policy:
-        await m._put_back_policy()  # noqa: SLF001
-    if c.dst_dir:
-        await m.dst.ssh.run(
-            remote.quote(remote.kill_pidfile(f"{c.dst_dir}/work/page-server.pid")), check=False
-        )
+    await m.stop_page_server()
+    await m.tidy()
     entry.result = "recovered"
     entry.running_on = where
     entry.cause = (entry.cause + "; " if entry.cause else "") + f"recovered: {p.reason}"

@@ -106,7 +106,9 @@ async def pipe(
         raise
     for host, cmd, r in ((src_name, src_cmd, r_out), (dst_name, dst_cmd, r_in)):
         if r.exit_status is None:
-            raise HostError(host, HostState.UNREACHABLE, f"the connection was lost while `{cmd[:60]}` ran")
+            raise HostError(
+                host, HostState.UNREACHABLE, f"the connection was lost while `{cmd[:60]}` ran"
+            )
         if r.exit_status != 0:
             err = (
                 r.stderr.decode(errors="replace")

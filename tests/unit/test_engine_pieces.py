@@ -197,3 +197,41 @@ def test_processes_outside_the_main_tree_are_named():
     ]
     assert outside_init(100, procs) == [(200, "sh -c sleep 1000"), (201, "sleep 1000")]
     assert outside_init(100, procs[:3]) == []
+
+
+async def test_undo_stack_runs_newest_first_and_post_copy_swaps_its_rescue():
+    from core.engine.undo import Step, UndoStack
+
+    ran: list[str] = []
+
+    def step(name: str):
+        async def run() -> None:
+            ran.append(name)
+
+        return run
+
+    u = UndoStack()
+    u.push("remove the twin", step("remove twin"))
+    u.push("resume the source", step("resume"), decisive=True, kind="resume")
+    u.push("rescue from the frozen copy", step("rescue"), decisive=True, kind="rescue")
+    u.push("stop the twin", step("stop twin"), decisive=True)
+    # The lazy phase ended: no frozen copy to rescue, and resuming means restarting.
+    u.drop("rescue")
+    u.replace("resume", Step("resume the source", step("restart"), True, "resume"))
+    assert u.labels() == ["stop the twin", "resume the source", "remove the twin"]
+    while u:
+        s = u.pop()
+        await s.run()
+    assert ran == ["stop twin", "restart", "remove twin"]
+
+
+def test_facts_round_trip_through_the_journal_record():
+    from core.engine.facts import Facts
+
+    f = Facts(container_id="c1", twin_id="t1", dump_fired=True, committed=True,
+              restart_policy={"Name": "always", "MaximumRetryCount": 0}, moved_volumes=["v"])
+    rec = f.to_record()
+    assert rec["kind"] == "ctx"
+    assert Facts.from_record(rec) == f
+    # A record from before dump_fired was kept: a finished dump implies it.
+    assert Facts.from_record({"kind": "ctx", "dump_done": True}).dump_fired
