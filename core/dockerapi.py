@@ -98,9 +98,7 @@ class Engine:
         """POST /containers/create with a body built from another engine's inspect."""
 
         def create(c: docker.DockerClient) -> str:
-            api = c.api
-            res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
-            return api._result(res, True)["Id"]
+            return c.api.create_container_from_config(body, name=name)["Id"]
 
         return await self.call(create, retry=False)
 

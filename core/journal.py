@@ -186,5 +186,23 @@ def restore_estimate(target: str, default: float) -> float:
     return float(past[len(past) // 2])
 
 
+def throughput_estimate(target: str, default: float) -> float:
+    """Bytes per second that past stop-and-copy moves to `target` streamed during their
+    dump (median of the last 5); `default` when there are none."""
+    past = [
+        e.bytes_moved / e.freeze["dump_s"]
+        for e in load_all()
+        if e.target == target
+        and e.result == "succeeded"
+        and e.strategy == "stop-and-copy"
+        and e.freeze.get("dump_s", 0) > 0.05
+        and e.bytes_moved > 16 * 2**20
+    ][:5]
+    if not past:
+        return default
+    past.sort()
+    return float(past[len(past) // 2])
+
+
 def now() -> float:
     return time.time()

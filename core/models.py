@@ -84,3 +84,4 @@ class MigrationRequest:
     max_precopy_s: float = 120.0
     converge_policy: str = "throttle"  # throttle | switch | postcopy
     criu_options: tuple[str, ...] = ()  # e.g. ("--tcp-established",): core/engine/criu_options.py
+    accept_risk: bool = False  # auto may pick post-copy (its risk accepted)

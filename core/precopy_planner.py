@@ -451,12 +451,22 @@ def _normalize(requested: str) -> str:
     return name
 
 
+POSTCOPY_RISK = (
+    "Risk: until the lazy phase ends the container's memory is split between the two "
+    "hosts; losing either host or the link then loses the container"
+)
+
+
 def choose_strategy(
     requested: str,
     source_dirty_tracking: bool | None,
     target_dirty_tracking: bool | None,
     source_lazy: bool | None,
     target_lazy: bool | None,
+    *,
+    predicted_stop_copy_s: float | None = None,
+    budget_s: float = 0.3,
+    accept_risk: bool = False,
 ) -> tuple[str, str]:
     """Resolve "auto" and check an explicit strategy against what the hosts can do.
 
@@ -471,9 +481,13 @@ def choose_strategy(
       target (``criu lazy-pages``); ``criu dump --lazy-pages`` needs no userfaultfd.
     * hybrid: both of the above.
 
-    "auto" picks pre-copy when the source is known to track dirty memory, else
-    stop-and-copy; it never picks post-copy on its own, since a failure of the source
-    or the network during post-copy loses the container. An explicit request that a host
+    "auto" picks pre-copy when the source is known to track dirty memory. Else, when the
+    target can serve lazy pages and a stop-and-copy freeze (`predicted_stop_copy_s`) would
+    be over the downtime budget, post-copy would keep the freeze near CRIU's floor, at a
+    risk: until its lazy phase ends, a failure of either host or the link loses the
+    container. So auto picks post-copy only when that risk is accepted (`accept_risk`:
+    the console asks, scripts pass --accept-risk), and otherwise stop-and-copy, saying
+    what post-copy would have given. An explicit request that a host
     is known not to support raises ValueError; an unknown capability lets it through,
     saying it was not verified.
     """
@@ -499,7 +513,29 @@ def choose_strategy(
             why = "the source kernel has no soft-dirty memory tracking, which pre-copy needs"
         else:
             why = "preflight could not tell whether the source tracks dirty memory (soft-dirty)"
-        return ("stop-and-copy", f"stop-and-copy: {why}; the container stays frozen for the copy")
+        over = (
+            predicted_stop_copy_s is not None
+            and predicted_stop_copy_s > budget_s
+            and target_lazy is True
+        )
+        if over and accept_risk:
+            return (
+                "post-copy",
+                f"post-copy: {why}, and a stop-and-copy freeze would be about "
+                f"{predicted_stop_copy_s:.1f} s, over the {budget_s * 1000:.0f} ms budget; "
+                f"post-copy's freeze does not grow with memory. {POSTCOPY_RISK} (accepted)",
+            )
+        note = (
+            f"; its freeze would be about {predicted_stop_copy_s:.1f} s, over the "
+            f"{budget_s * 1000:.0f} ms budget: post-copy would stay near CRIU's floor, at a "
+            "risk (accept it with --accept-risk, or in the console)"
+            if over
+            else ""
+        )
+        return (
+            "stop-and-copy",
+            f"stop-and-copy: {why}; the container stays frozen for the copy{note}",
+        )
 
     if strategy == "stop-and-copy":
         return ("stop-and-copy", "stop-and-copy, as requested: one frozen dump, copy, restore")

@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="OPTION",
         help="an extra CRIU option, e.g. --criu-opt=--tcp-established (repeatable)",
     )
+    mg.add_argument(
+        "--accept-risk",
+        action="store_true",
+        help="let auto pick post-copy when stop-and-copy's freeze would be over the budget "
+        "(until its lazy phase ends, losing either host or the link loses the container)",
+    )
     mg.add_argument("--json", action="store_true", help="one JSON event per line")
     hi = sub.add_parser("history", help="past migrations")
     hi.add_argument("--json", action="store_true")

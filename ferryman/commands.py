@@ -156,6 +156,7 @@ async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
             keep_images=args.keep_images,
             direct=args.direct,
             criu_options=tuple(args.criu_opt),
+            accept_risk=args.accept_risk,
         )
         try:
             be.fleet[req.target]

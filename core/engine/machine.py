@@ -41,7 +41,13 @@ from core.engine.transfer import Meter, StreamCancelled, pipe, relay
 from core.engine.undo import Step, UndoStack
 from core.events import Phase
 from core.fleet import Fleet, Host
-from core.journal import JournalEntry, journal_dir, new_entry, restore_estimate
+from core.journal import (
+    JournalEntry,
+    journal_dir,
+    new_entry,
+    restore_estimate,
+    throughput_estimate,
+)
 from core.models import MigrationRequest
 from core.precopy_planner import PlannerSettings, PrecopyPlanner, choose_strategy
 from core.preflight import container_checks, host_report, pair_checks
@@ -388,7 +394,10 @@ class Migration:
             raise MigrationError(str(e), "drop the option, or pass one the list names") from None
         if req.source == req.target:
             raise MigrationError(f"{req.container} is already on {req.source}: pick another target")
-        trial = req.strategy in ("post-copy", "hybrid")  # lazy pages tried, not trusted
+        # Lazy pages are tried, not trusted: when post-copy is asked for, or may be picked.
+        trial = req.strategy in ("post-copy", "hybrid") or (
+            req.strategy == "auto" and req.accept_risk
+        )
         reps = await asyncio.gather(
             host_report(self.src, lazy_trial_run=trial),
             host_report(self.dst, lazy_trial_run=trial),
@@ -400,6 +409,9 @@ class Migration:
                 reps[1].facts.dirty_tracking,
                 reps[0].facts.lazy_pages,
                 reps[1].facts.lazy_pages,
+                predicted_stop_copy_s=await self._predicted_stop_copy_s(),
+                budget_s=req.downtime_budget_s,
+                accept_risk=req.accept_risk,
             )
         except ValueError as e:
             raise MigrationError(
@@ -454,6 +466,28 @@ class Migration:
             self.ctx.src_systemd = si.get("CgroupDriver") == "systemd"
             self.ctx.src_cgroup = restore.CgroupLayout.from_info(si)
             self.ctx.dst_cgroup = restore.CgroupLayout.from_info(di)
+
+    async def _predicted_stop_copy_s(self) -> float | None:
+        """A stop-and-copy freeze of this container: its memory over the throughput past
+        moves to the target streamed (100 MiB/s without any), plus the restore."""
+        if self.req.strategy != "auto":
+            return None
+
+        def usage(cl: Any) -> int:
+            try:
+                st = cl.api.stats(self.req.container, stream=False)
+            except Exception:  # noqa: BLE001 - a prediction only
+                return 0
+            return int((st.get("memory_stats") or {}).get("usage") or 0)
+
+        try:
+            mem = await self.src.engine.call(usage)
+        except (HostError, EngineError):
+            return None
+        if not mem:
+            return None
+        rate = throughput_estimate(self.dst.name, 100 * 2**20)
+        return mem / rate + restore_estimate(self.dst.name, RESTORE_ESTIMATE_S)
 
     async def _prepare(self) -> None:
         c, req = self.ctx, self.req

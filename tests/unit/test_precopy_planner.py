@@ -478,3 +478,21 @@ def test_stop_and_copy_always_works_and_unknown_names_raise() -> None:
     assert choose_strategy("stop-and-copy", False, False, False, False)[0] == "stop-and-copy"
     with pytest.raises(ValueError, match="unknown migration strategy 'warp'"):
         choose_strategy("warp", True, True, True, True)
+
+
+def test_auto_picks_post_copy_only_when_its_risk_is_accepted():
+    # No soft-dirty, lazy pages work on the target, stop-and-copy's freeze over budget.
+    s, why = choose_strategy("auto", False, False, True, True, predicted_stop_copy_s=2.5,
+                             budget_s=0.3)
+    assert s == "stop-and-copy" and "2.5 s" in why and "--accept-risk" in why
+    s, why = choose_strategy("auto", False, False, True, True, predicted_stop_copy_s=2.5,
+                             budget_s=0.3, accept_risk=True)
+    assert s == "post-copy" and "losing either host" in why and "accepted" in why
+    # Within budget, or lazy pages not known to work: never post-copy.
+    assert choose_strategy("auto", False, False, True, True, predicted_stop_copy_s=0.2,
+                           accept_risk=True)[0] == "stop-and-copy"
+    assert choose_strategy("auto", False, False, None, None, predicted_stop_copy_s=9.0,
+                           accept_risk=True)[0] == "stop-and-copy"
+    # Soft-dirty on the source: pre-copy, as before.
+    assert choose_strategy("auto", True, True, True, True, predicted_stop_copy_s=9.0,
+                           accept_risk=True)[0] == "pre-copy"
