@@ -9,10 +9,11 @@ from typing import Any
 
 import docker.errors
 
-from core import remote
+from core import remote, versions
 from core.dockerapi import EngineError
 from core.fleet import Fleet, Host
-from core.models import ContainerInfo, HostState, HostStatus
+from core.models import ContainerInfo, HostFacts, HostState, HostStatus
+from core.preflight import parse_facts
 from core.ssh import HostError
 
 
@@ -116,7 +117,37 @@ async def host_status(host: Host) -> HostStatus:
         return HostStatus(host.name, host.spec.address, e.state, str(e))
     except EngineError as e:
         return HostStatus(host.name, host.spec.address, HostState.ENGINE_DOWN, str(e))
-    return HostStatus(host.name, host.spec.address, HostState.UP)
+    return HostStatus(host.name, host.spec.address, HostState.UP, facts=await engine_facts(host))
+
+
+async def engine_facts(host: Host) -> HostFacts:
+    """The engine's, containerd's and runc's versions (empty where they cannot be had)."""
+    try:
+        info = await host.engine.info()
+        version = await host.engine.version()
+    except (EngineError, HostError, OSError, docker.errors.DockerException):
+        return HostFacts()
+    lines: dict[str, str] = {}
+    ids = [str((info.get(k) or {}).get("ID") or "") for k in ("ContainerdCommit", "RuncCommit")]
+    if not all(versions.version_word(i) for i in ids):
+        try:
+            r = await host.ssh.run(remote.quote(remote.tool_versions()), check=False, timeout=15)
+            lines = parse_facts(r.stdout)
+        except HostError:
+            pass
+    v = versions.from_engine(
+        info,
+        version,
+        containerd_line=lines.get("containerd", ""),
+        runc_line=lines.get("runc", ""),
+    )
+    return HostFacts(
+        engine_version=v.engine,
+        api_version=v.api,
+        containerd_version=v.containerd,
+        runc_version=v.runc,
+        experimental=bool(info.get("ExperimentalBuild")),
+    )
 
 
 async def listing(fleet: Fleet) -> list[tuple[HostStatus, list[ContainerInfo]]]:

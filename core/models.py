@@ -21,6 +21,8 @@ class HostFacts:
     """What preflight learned about a host; empty strings when unknown."""
 
     engine_version: str = ""
+    api_version: str = ""
+    containerd_version: str = ""
     experimental: bool = False
     runc_version: str = ""
     criu_version: str = ""
@@ -28,6 +30,9 @@ class HostFacts:
     cgroup_version: str = ""
     dirty_tracking: bool | None = None  # soft-dirty: pre-copy possible
     lazy_pages: bool | None = None  # userfaultfd: post-copy possible
+    restore_route: str = ""  # how a twin is restored here (core/engine/restore_runtime.py)
+    restore_refusal: str = ""  # why a move onto this host is refused ("" when it is not)
+    restore_fix: str = ""
 
 
 @dataclass(frozen=True)

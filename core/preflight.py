@@ -6,8 +6,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import remote
+from core import remote, versions
 from core.dockerapi import EngineError
+from core.engine import restore, restore_runtime
 from core.fleet import Fleet, Host
 from core.models import CheckResult, CheckStatus, HostFacts
 from core.ssh import CommandError, HostError
@@ -160,6 +161,18 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
         add(CheckResult(name, "facts", FAIL, str(e)))
         return rep
     f = parse_facts(raw)
+    version: dict[str, Any] = {}
+    if info:
+        try:
+            version = await host.engine.version()
+        except (EngineError, HostError, OSError):
+            version = {}
+    vers = versions.from_engine(
+        info,
+        version,
+        containerd_line=f.get("containerd_line", ""),
+        runc_line=f.get("runc_version", ""),
+    )
     experimental = bool(info.get("ExperimentalBuild"))
     if info:
         add(
@@ -167,7 +180,7 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
                 name,
                 "engine",
                 PASS if experimental else FAIL,
-                f"Docker {info.get('ServerVersion', '?')}, experimental {'on' if experimental else 'OFF'}",
+                f"{vers.line() or 'Docker ?'}, experimental {'on' if experimental else 'OFF'}",
                 ""
                 if experimental
                 else "start dockerd with --experimental (checkpoint/restore needs it)",
@@ -211,15 +224,24 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
             )
         )
     rv = f.get("runc_version", "")
-    add(
-        CheckResult(
-            name,
-            "runc",
-            PASS if rv else FAIL,
-            f"runc {rv}" if rv else "runc not found on PATH",
-            "" if rv else "install runc",
+    add(runc_check(name, rv, vers.runc))
+    route, refusal, fix = "", "", ""
+    if info:
+        digest = ""
+        path = restore_runtime.runtime_path(info)
+        if (
+            path
+            and versions.short(vers.engine)
+            and restore_runtime.needs_restore_runtime(vers.engine)
+        ):
+            with_digest = await host.ssh.run(
+                remote.quote(remote.file_digest(path)), check=False, timeout=30
+            )
+            digest = with_digest.stdout.strip()
+        chk, route, refusal, fix = restore_route_check(
+            name, f"{host.spec.user}@{host.spec.address}", vers, info, digest
         )
-    )
+        add(chk)
     dirty = f.get("mem_dirty_track") == "0"
     add(
         CheckResult(
@@ -276,7 +298,9 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
         )
     rep.cpu_flags = frozenset(f.get("cpu_flags", "").split())
     rep.facts = HostFacts(
-        engine_version=str(info.get("ServerVersion", "")),
+        engine_version=vers.engine,
+        api_version=vers.api,
+        containerd_version=vers.containerd,
         experimental=experimental,
         runc_version=rv,
         criu_version=cv,
@@ -284,8 +308,141 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
         cgroup_version=cg,
         dirty_tracking=dirty,
         lazy_pages=uffd,
+        restore_route=route,
+        restore_refusal=refusal,
+        restore_fix=fix,
     )
     return rep
+
+
+def runc_check(name: str, on_path: str, engines: str) -> CheckResult:
+    """runc as ferryman's commands find it (they checkpoint through it) against the runc
+    the engine itself runs: another runc could not be trusted with the engine's state."""
+    if not on_path:
+        return CheckResult(name, "runc", FAIL, "runc not found on PATH", "install runc")
+    a, b = versions.short(on_path), versions.short(engines)
+    if engines and a != b:
+        return CheckResult(
+            name,
+            "runc",
+            WARN,
+            f"runc {on_path} on the PATH of ferryman's commands, but the engine runs runc "
+            f"{engines}: checkpoints would go through another runc than the one that made "
+            "the container",
+            "put the engine's runc first on the PATH of SSH sessions (sshd `SetEnv "
+            "FERRYMAN_PATH_PREFIX=<its folder>`, with `AcceptEnv` or `SetEnv`)",
+        )
+    return CheckResult(
+        name, "runc", PASS, f"runc {on_path}" + (" (the engine's)" if engines else "")
+    )
+
+
+REFUSAL_28 = (
+    "Docker {v} cannot restore a checkpoint by itself: `docker start --checkpoint` fails "
+    "with `bind-mount /proc/0/ns/net -> <exec-root>/netns/<id>: no such file or directory`, "
+    "because dockerd >= 28 binds a new task's network namespace from its pid "
+    "(moby daemon/start_linux.go `initializeCreatedTask`) before a restored task has one "
+    "(containerd/containerd#12141; CRIU's CI skips Docker 28 for it, "
+    "checkpoint-restore/criu PR 2834)"
+)
+
+
+def restore_fix_commands(name: str, ssh_target: str) -> str:
+    w = restore_runtime.WRAPPER
+    return (
+        f"install ferryman's restore runtime on {name} and register it, from this machine: "
+        f"`ferryman restore-runtime wrapper | ssh {ssh_target} 'install -D -m 755 /dev/stdin {w}'`; "
+        f"`ssh {ssh_target} 'cat /etc/docker/daemon.json 2>/dev/null' | ferryman restore-runtime "
+        f"daemon-json | ssh {ssh_target} 'cat > /etc/docker/daemon.json.new && mv "
+        "/etc/docker/daemon.json.new /etc/docker/daemon.json'`; "
+        f"`ssh {ssh_target} systemctl reload docker` (dockerd reloads its runtimes on SIGHUP; "
+        "running containers are not touched)"
+    )
+
+
+def restore_route_check(
+    name: str, ssh_target: str, vers: versions.EngineVersions, info: dict[str, Any], digest: str
+) -> tuple[CheckResult, str, str, str]:
+    """How a twin gets restored on this engine, and why a move onto it is refused if it is:
+    the check, the route, the refusal ("" when none) and its fix."""
+    v = versions.short(vers.engine) or "?"
+    try:
+        route = restore_runtime.route(vers.engine, vers.api)
+    except restore_runtime.RouteError:
+        return (
+            CheckResult(name, "restore", WARN, f"engine version {vers.engine!r} not understood"),
+            "",
+            "",
+            "",
+        )
+    if route == restore_runtime.ROUTE_RUNC_CONF:
+        return (
+            CheckResult(
+                name,
+                "restore",
+                PASS,
+                f"Docker {v} (API {vers.api or '?'}) restores with `docker start --checkpoint`; "
+                f"CRIU's options through {restore.CONF} under the host's lock (API < 1.43: no "
+                "per-container org.criu.config)",
+            ),
+            route,
+            "",
+            "",
+        )
+    if route == restore_runtime.ROUTE_ANNOTATION:
+        return (
+            CheckResult(
+                name,
+                "restore",
+                PASS,
+                f"Docker {v} (API {vers.api}) restores with `docker start --checkpoint`; CRIU's "
+                "options through the twin's own org.criu.config file (not tried on the lab: "
+                "Docker 24-27 are not there)",
+            ),
+            route,
+            "",
+            "",
+        )
+    fix = restore_fix_commands(name, ssh_target)
+    why = REFUSAL_28.format(v=v)
+    path = restore_runtime.runtime_path(info)
+    if not restore_runtime.runtime_registered(info):
+        refusal = f"{why}, and the restore runtime `{restore_runtime.RUNTIME}` that moves onto it need is not registered with its dockerd"
+    elif digest != restore_runtime.wrapper_digest():
+        refusal = (
+            f"{why}; the restore runtime `{restore_runtime.RUNTIME}` is registered, but {path} "
+            + (
+                "cannot be read"
+                if not digest
+                else "is not this ferryman's wrapper (another version)"
+            )
+        )
+    else:
+        untested = int(v.split(".")[0]) > restore_runtime.FIRST_MAJOR if v[0].isdigit() else False
+        return (
+            CheckResult(
+                name,
+                "restore",
+                WARN if untested else PASS,
+                f"Docker {v}: its own `docker start --checkpoint` cannot restore; moves onto it "
+                f"are restored by the restore runtime `{restore_runtime.RUNTIME}` ({path}), "
+                "CRIU's options through the twin's own org.criu.config file"
+                + (
+                    "; untested on this major (moby's code is the same as 28's in docker-v29.7.2)"
+                    if untested
+                    else ""
+                ),
+            ),
+            route,
+            "",
+            "",
+        )
+    return (
+        CheckResult(name, "restore", WARN, f"moves onto {name} will be refused: {refusal}", fix),
+        route,
+        refusal,
+        fix,
+    )
 
 
 LAZY_PIPE_BYTES = 4 * 2**20
@@ -341,6 +498,16 @@ async def runc_conf_check(host: Host) -> CheckResult:
 def pair_checks(src: HostReport, dst: HostReport) -> list[CheckResult]:
     pair = f"{src.host}→{dst.host}"
     out = []
+    if dst.facts.restore_refusal:
+        out.append(
+            CheckResult(
+                pair,
+                "restore",
+                FAIL,
+                f"cannot restore onto {dst.host}: {dst.facts.restore_refusal}",
+                dst.facts.restore_fix,
+            )
+        )
     sv, dv = _version_tuple(src.facts.criu_version), _version_tuple(dst.facts.criu_version)
     if sv and dv:
         ok = dv >= sv

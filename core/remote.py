@@ -144,6 +144,7 @@ echo "kernel=$(uname -r)"
 echo "criu_path=$(command -v criu || true)"
 echo "criu_version=$(criu --version 2>/dev/null | sed -n 's/^Version: //p' | head -1)"
 echo "runc_version=$(runc --version 2>/dev/null | sed -n 's/^runc version //p' | head -1)"
+echo "containerd_line=$(containerd --version 2>/dev/null | head -1)"
 c=$(criu check 2>&1); echo "criu_check_rc=$?"; echo "criu_check=$(printf '%s' "$c" | tail -3 | tr '\n' ' ')"
 criu check --feature mem_dirty_track >/dev/null 2>&1; echo "mem_dirty_track=$?"
 criu check --feature uffd-noncoop >/dev/null 2>&1; echo "uffd_noncoop=$?"
@@ -155,6 +156,22 @@ echo "pipe_max_size=$(cat /proc/sys/fs/pipe-max-size 2>/dev/null)"
 echo "cap_bnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)"
 """
     return ["bash", "-c", script, "host_facts", images_dir]
+
+
+def tool_versions() -> list[str]:
+    """Print `containerd=<its --version line>` and `runc=<its --version line>` (as the
+    host's PATH finds them: core/versions.py reads them where the engine names commits)."""
+    return [
+        "bash",
+        "-c",
+        'echo "containerd=$(containerd --version 2>/dev/null | head -1)"; '
+        'echo "runc=$(runc --version 2>/dev/null | head -1)"',
+    ]
+
+
+def file_digest(path: str) -> list[str]:
+    """Print the SHA-256 of `path` (nothing when it cannot be read)."""
+    return ["bash", "-c", 'sha256sum -- "$1" 2>/dev/null | cut -d" " -f1', "file_digest", path]
 
 
 def paths_exist(paths: Sequence[str]) -> list[str]:

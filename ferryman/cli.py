@@ -63,6 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument(
         "--dirty-mib", type=float, default=4.0, help="MiB the workload rewrites per second"
     )
+    up.add_argument(
+        "--engine",
+        choices=["20.10", "28"],
+        default="20.10",
+        help="the Docker engine of hosts this call adds: Debian 12's 20.10 (default) or 28.5.2 "
+        "(lab/setup/install-engine28.sh); hosts that exist keep theirs",
+    )
     vm_help = "the VM lab: QEMU guests with Debian's kernel (soft-dirty, lazy pages)"
     up.add_argument("--vm", action="store_true", help=vm_help)
     dn = lsub.add_parser("down", help="remove everything the lab made (both kinds)")
@@ -114,6 +121,17 @@ def main(argv: list[str] | None = None) -> None:
         "recover", help="finish or roll back migrations whose console died", parents=[hosts_opt]
     )
     rc.add_argument("--yes", action="store_true", help="do it without asking")
+    rr = sub.add_parser(
+        "restore-runtime",
+        help="what a Docker >= 28 host needs for moves onto it: the wrapper, daemon.json",
+    )
+    rr.add_argument(
+        "what",
+        choices=["wrapper", "daemon-json"],
+        help="wrapper: print the runc wrapper (install it at "
+        "/usr/local/lib/ferryman/runc-restore, mode 755); daemon-json: read daemon.json on "
+        "stdin (empty: none) and print it with the runtime registered",
+    )
     dr = sub.add_parser("doctor", help="explain a CRIU log")
     dr.add_argument("log")
     dr.add_argument("--json", action="store_true")
@@ -127,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         commands.lab(args)
     elif args.cmd == "doctor":
         commands.doctor(args)
+    elif args.cmd == "restore-runtime":
+        commands.restore_runtime(args)
     elif args.cmd == "history":
         commands.history(args)
     else:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 import humanize
 
 from core import events as ev
-from core import journal
+from core import journal, versions
 from core.config import ConfigError, Inventory
 from core.inventory import listing
 from core.live import LiveBackend
@@ -44,8 +44,13 @@ def lab(args: argparse.Namespace) -> None:
         if args.lab_cmd == "up":
             n = control.parse_host_count(args.n)
             spec = control.WorkloadSpec(mib=args.workload_mib, dirty_mib_s=args.dirty_mib)
+            if use_vm:
+                if args.engine != "20.10":
+                    _die("lab up --vm: the VM lab's guests run Debian 12's Docker 20.10 only")
+                vm.up(n, spec)
+            else:
+                control.up(n, spec, engine=args.engine)
             kind = vm if use_vm else control
-            kind.up(n, spec)
             print(f"lab: try `ferryman --hosts {kind.HOSTS_FILE}`")
         elif args.lab_cmd == "down":
             # Each kind only by its own name: `down` never takes a VM lab in use with it.
@@ -85,7 +90,17 @@ async def ps(inv: Inventory, args: argparse.Namespace) -> None:
         return
     now = time.time()
     for h, cs in rows:
-        print(f"{h.name} ({h.address}): {h.state.value}" + (f" — {h.reason}" if h.reason else ""))
+        engine = versions.EngineVersions(
+            h.facts.engine_version,
+            h.facts.api_version,
+            h.facts.containerd_version,
+            h.facts.runc_version,
+        ).line()
+        print(
+            f"{h.name} ({h.address}): {h.state.value}"
+            + (f", {engine}" if engine else "")
+            + (f" — {h.reason}" if h.reason else "")
+        )
         for c in cs:
             up = humanize.naturaldelta(now - c.started_at) if c.started_at else "-"
             mem = humanize.naturalsize(c.memory_bytes, binary=True) if c.memory_bytes else "-"
@@ -317,3 +332,15 @@ def doctor(args: argparse.Namespace) -> None:
         )
     else:
         print(d.render_text(diags) if diags else f"{args.log}: no CRIU error found")
+
+
+def restore_runtime(args: argparse.Namespace) -> None:
+    from core.engine import restore_runtime as rr
+
+    if args.what == "wrapper":
+        sys.stdout.write(rr.wrapper_script())
+        return
+    try:
+        sys.stdout.write(rr.daemon_json_with_runtime(sys.stdin.read()))
+    except rr.RouteError as e:
+        _die(f"restore-runtime daemon-json: {e}")

@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from core.versions import EngineVersions
 from lab import engine, image, net, sshd, sysctl
+from lab import engine as _engine  # `up` has a parameter named engine
 from lab.layout import (
     BRIDGE,
     HOSTS_FILE,
@@ -150,28 +152,66 @@ def workload_run_args(spec: WorkloadSpec, name: str = WORKLOAD) -> list[str]:
     ]
 
 
-def up(n: int = 2, spec: WorkloadSpec | None = None, log=print) -> dict[str, Any]:
+def assign_engines(hs: list[LabHost], wanted: str, log=print) -> dict[str, str]:
+    """Each host's engine: the one recorded when it was made (hosts keep their engine; a
+    host made before engines were recorded runs 20.10), `wanted` for a new host."""
+    if wanted not in engine.ENGINES:
+        raise LabError(f"--engine must be one of {', '.join(engine.ENGINES)}, not {wanted!r}")
+    made = {h.index for h in existing_hosts()}
+    out = {}
+    for h in hs:
+        if h.engine_file.exists():
+            got = engine.kind(h)
+        elif h.index in made:
+            got = engine.DEFAULT
+        else:
+            got = wanted
+        if not h.engine_file.exists():
+            engine.record(h, got)
+        if got != wanted:
+            log(f"lab: {h.name} keeps Docker {got} (`lab down` first to give it another engine)")
+        out[h.name] = got
+    return out
+
+
+def up(
+    n: int = 2, spec: WorkloadSpec | None = None, log=print, *, engine: str = "20.10"
+) -> dict[str, Any]:
     require_root()
     n = parse_host_count(n)
     preflight_tools()
     spec = spec or WorkloadSpec()
     hs = hosts(n)
     sshd.client_key()
+    engines = assign_engines(hs, engine, log)
+    if "28" in engines.values():
+        _engine.ensure_engine28(log)
     net.bridge_up()
     sysctl.raise_pipe_max()  # post-copy between namespace hosts (lab/sysctl.py)
     for h in hs:
-        log(f"lab: {h.name} at {h.address}: namespace, sshd, dockerd")
+        kind = engines[h.name]
+        log(f"lab: {h.name} at {h.address}: namespace, sshd, dockerd (Docker {kind})")
         net.host_up(h)
-        sshd.write_config(h)
+        sshd.write_config(h, _engine.path_dirs(kind))
         sshd.start(h)
-        engine.start(h)
+        _engine.start(h)
     sshd.write_known_hosts(hs)
     write_hosts_file(hs)
     image.import_image(hs[0])
     if not any(_has_workload(h) for h in hs):
         start_workload(hs[0], spec)
     st = status()
-    STATUS_FILE.write_text(json.dumps({"workload": spec.__dict__}, indent=1))
+    # The workload the lab was first made with stays; the engines are every host's.
+    kept = json.loads(STATUS_FILE.read_text()) if STATUS_FILE.exists() else {}
+    STATUS_FILE.write_text(
+        json.dumps(
+            {
+                "workload": kept.get("workload") or spec.__dict__,
+                "engines": {h.name: _engine.kind(h) for h in existing_hosts()},
+            },
+            indent=1,
+        )
+    )
     log(f"lab: up, {n} hosts; hosts file {HOSTS_FILE}")
     return st
 
@@ -220,6 +260,7 @@ def down(log=print) -> None:
         net.host_down(h)
     net.bridge_down()
     sysctl.restore_pipe_max()
+    _engine.remove_wrapper()
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     log("lab: down")
@@ -238,9 +279,17 @@ def status() -> dict[str, Any]:
                 for ln in p.stdout.decode().splitlines()
                 if ln
             ]
+        v = engine.versions(h) if dockerd_up else None
         out_hosts.append(
             {
                 "name": h.name,
+                "engine": {
+                    "kind": engine.kind(h),
+                    "docker": v.engine if v else "",
+                    "api": v.api if v else "",
+                    "containerd": v.containerd if v else "",
+                    "runc": v.runc if v else "",
+                },
                 "address": h.address,
                 "ssh_port": 22,
                 "user": "root",
@@ -273,9 +322,13 @@ def render_status(st: dict[str, Any]) -> str:
     lines = [f"lab: {'up' if st['up'] else 'partly up'}; hosts file {st['hosts_file']}"]
     for h in st["hosts"]:
         cs = ", ".join(f"{c['name']} ({c['state']})" for c in h["containers"]) or "no containers"
+        e = h.get("engine") or {}
+        ver = EngineVersions(
+            e.get("docker", ""), e.get("api", ""), e.get("containerd", ""), e.get("runc", "")
+        ).line()
         lines.append(
             f"  {h['name']:6} {h['address']:12} sshd {'up' if h['sshd'] else 'DOWN'}, "
-            f"dockerd {'up' if h['dockerd'] else 'DOWN'}: {cs}"
+            f"dockerd {'up' if h['dockerd'] else 'DOWN'} ({ver or 'Docker ' + e.get('kind', '?')}): {cs}"
         )
     return "\n".join(lines)
 

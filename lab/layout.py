@@ -82,6 +82,15 @@ class LabHost:
     def dockerd_log(self) -> Path:
         return self.state / "dockerd.log"
 
+    @property
+    def engine_file(self) -> Path:
+        """Which engine the host runs (lab/engine.py), written when the host is made."""
+        return self.state / "engine"
+
+    @property
+    def daemon_json(self) -> Path:
+        return self.state / "daemon.json"
+
 
 def hosts(n: int) -> list[LabHost]:
     return [LabHost(i) for i in range(1, n + 1)]

@@ -22,7 +22,9 @@ def _host_key(h: LabHost) -> Path:
     return h.state / "ssh_host_ed25519_key"
 
 
-def write_config(h: LabHost) -> None:
+def write_config(h: LabHost, path_prefix: list[str] | None = None) -> None:
+    """`path_prefix`: the host engine's folders, after its bin folder and before the
+    system's on the PATH of every session (lab/engine.py)."""
     h.state.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = _host_key(h)
     if not key.exists():
@@ -38,7 +40,7 @@ def write_config(h: LabHost) -> None:
             pidfile=h.sshd_pidfile,
             authorized_keys=auth,
             docker_socket=h.docker_socket,
-            bin_dir=h.bin_dir,
+            bin_dir=":".join([str(h.bin_dir), *(path_prefix or [])]),
             name=h.name,
         )
     )

@@ -4,6 +4,13 @@
 on the runc state dockerd keeps (`<exec-root>/runtime-runc/moby`) makes the same image
 in a fraction of that, and `docker start --checkpoint` restores it. runc stops the
 container after the dump (Docker then sees it exit), unless `leave_running`.
+
+A source on Docker >= 28 cannot be brought back with `docker start --checkpoint` (its
+restore fails there: core/engine/restore_runtime.py), so it is never killed before the
+commit: `runc pause` freezes it (the freeze starts there), `runc checkpoint
+--leave-running` dumps the frozen tasks and leaves them frozen, a rollback thaws them
+(`runc resume`: memory and state as they were), and the commit removes the frozen copy
+(`docker rm -f`). Docker never sees it exit, so no restart policy can start it again.
 """
 
 from __future__ import annotations
@@ -43,7 +50,52 @@ def checkpoint_cmd(
     return argv
 
 
-def under_conf_lock(argv: list[str], work_path: str, lock: str) -> str:
+def pause_cmd(runc_root: str, container_id: str, systemd_cgroup: bool = False) -> list[str]:
+    """Freeze the container's tasks (cgroup freezer), behind Docker's back."""
+    argv = remote.runc(runc_root, "pause", container_id)
+    if systemd_cgroup:
+        argv.insert(1, "--systemd-cgroup")
+    return argv
+
+
+THAW_SCRIPT = r"""
+root="$1"; id="$2"; sd="$3"; thaw="$4"
+st=$(runc $sd --root "$root" state "$id" 2>/dev/null | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')
+if [ "$st" = paused ] && [ "$thaw" = thaw ]; then runc $sd --root "$root" resume "$id" && st=running; fi
+echo "STATUS ${st:-gone}"
+"""
+
+
+def thaw_cmd(
+    runc_root: str, container_id: str, systemd_cgroup: bool = False, *, thaw: bool = True
+) -> list[str]:
+    """Thaw a container frozen by `pause_cmd` (a no-op when it runs); prints `STATUS
+    <runc's state>` at the end: `running` is what a rollback wants. `thaw=False`: only
+    say the state."""
+    sd = "--systemd-cgroup" if systemd_cgroup else ""
+    return [
+        "bash",
+        "-c",
+        THAW_SCRIPT,
+        "thaw",
+        runc_root,
+        container_id,
+        sd,
+        "thaw" if thaw else "peek",
+    ]
+
+
+def thaw_status(output: str) -> str:
+    """The state `thaw_cmd` printed (`running`, `paused`, `stopped`, `gone`, ...)."""
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("STATUS "):
+            return line.split(" ", 1)[1].strip() or "gone"
+    return "gone"
+
+
+def under_conf_lock(
+    argv: list[str], work_path: str, lock: str, *, first: list[str] | None = None
+) -> str:
     """`argv` (a runc checkpoint) started under the host's runc.conf lock, held until CRIU
     has read its configuration (its log has begun), then released.
 
@@ -51,13 +103,17 @@ def under_conf_lock(argv: list[str], work_path: str, lock: str) -> str:
     its own images and work folders in it, for as long as it starts. A dump starting then
     would read them too. So a dump waits for the lock (the container still runs, so the
     wait is not downtime) and lets go as soon as CRIU has its options.
+
+    `first`: a command run just before the dump, once the lock is held (`runc pause`:
+    the freeze starts after the wait for the lock, never before).
     """
     q = remote.quote
     log = f"{work_path}/dump.log"
+    run = f"{q(first)} && {q(argv)}" if first else q(argv)
     return (
         f"mkdir -p {q([lock.rsplit('/', 1)[0]])} && exec 9>{q([lock])} && "
         f"{{ flock -w 120 9 || {{ echo 'the runc.conf lock ({lock}) stayed busy for 120 s' >&2; exit 75; }}; }}; "
-        f"{q(argv)} 9>&- & rp=$!; "
+        f"{{ {run}; }} 9>&- & rp=$!; "
         f"for _ in $(seq 1000); do [ -s {q([log])} ] && break; kill -0 $rp 2>/dev/null || break; sleep 0.01; done; "
         f"exec 9>&-; wait $rp"
     )

@@ -65,3 +65,23 @@ def stale_check() -> str:
         f"|| {{ [ ! -e {q(CONF)} ] && [ -e {q(SAVED)} ]; }}; then "
         f"{_repair()}; echo repaired; else echo clean; fi"
     )
+
+
+def own_file(text: str, path: str, command: str) -> str:
+    """A script that gives `command` a container's own CRIU file (named by its
+    `org.criu.config` annotation) holding `text`, and removes the file when it ends: the
+    annotation names the file for the container's whole life, and CRIU ignores a missing
+    file. No host lock: no other container reads it."""
+    q = shlex.quote
+    return "\n".join(
+        [
+            "set -e",
+            "umask 077",
+            f"mkdir -p {q(path.rsplit('/', 1)[0])}",
+            f"own_off() {{ rm -f {q(path)}; }}",
+            "trap own_off EXIT",
+            "trap 'exit 129' HUP INT TERM",
+            f"printf %s {q(text)} > {q(path)}",
+            command,
+        ]
+    )

@@ -3,7 +3,8 @@
 The machine saves these facts (a `ctx` record in the journal entry) whenever one changes
 that recovery would need: which container and twin, the image folders, whether the
 source was frozen and its dump fired, whether the move passed the commit point, the
-restart policy it suspended. `ferryman recover` reads them back with `from_record()` and
+restart policy it suspended, how the source was frozen and how the twin is restored
+(Docker >= 28 on either side). `ferryman recover` reads them back with `from_record()` and
 decides from them alone; live handles (connections, armed commands, meters) are not facts
 and live with the code that owns them (core/engine/machine.py's `Ctx`).
 """
@@ -36,6 +37,13 @@ class Facts:
     committed: bool = False  # past the commit point: the move stands
     restart_policy: dict[str, Any] | None = None  # the source's, suspended for the move
     moved_volumes: list[str] = field(default_factory=list)  # created on the target
+    src_engine: str = ""  # the engines' ServerVersion (`docker info`)
+    dst_engine: str = ""
+    src_systemd: bool = False  # the source's engine uses the systemd cgroup driver
+    src_paused: bool = False  # Docker >= 28 source: frozen by `runc pause`, dumped leaving it
+    #   frozen (--leave-running); a rollback thaws it (`runc resume`), the commit removes it
+    twin_route: str = ""  # how the twin is restored (core/engine/restore_runtime.py `route`)
+    twin_criu_conf: str = ""  # the twin's own CRIU file (annotation), "" on the runc.conf route
     console_pid: int = 0
     console_started: str = ""
     src_address: str = ""

@@ -31,7 +31,16 @@ from typing import Any
 from core import criu_stats, remote
 from core import events as ev
 from core.dockerapi import EngineError
-from core.engine import checkpoint, criu_options, heartbeat, page_holder, postcopy, restore, twin
+from core.engine import (
+    checkpoint,
+    criu_options,
+    heartbeat,
+    page_holder,
+    postcopy,
+    restore,
+    restore_runtime,
+    twin,
+)
 from core.engine.armed import Armed
 from core.engine.facts import Facts
 from core.engine.page_stream import PageStream
@@ -83,7 +92,7 @@ class Ctx(Facts):
     """The facts (core/engine/facts.py, journaled) and the live handles of a migration."""
 
     inspect: dict[str, Any] = field(default_factory=dict)
-    src_systemd: bool = False
+    src_criu_conf: str = ""  # the CRIU file runc reads for the source (restore_runtime)
     src_cgroup: restore.CgroupLayout | None = None
     dst_cgroup: restore.CgroupLayout | None = None
     twin_upper: str = ""
@@ -466,6 +475,47 @@ class Migration:
             self.ctx.src_systemd = si.get("CgroupDriver") == "systemd"
             self.ctx.src_cgroup = restore.CgroupLayout.from_info(si)
             self.ctx.dst_cgroup = restore.CgroupLayout.from_info(di)
+            self._engines(si, di, reps[1].facts.api_version)
+
+    def _engines(self, si: dict[str, Any], di: dict[str, Any], dst_api: str) -> None:
+        """What the engines' versions decide: how the source is frozen, how the twin is
+        restored, which CRIU file runc reads for the source (core/engine/restore_runtime.py)."""
+        c = self.ctx
+        c.src_engine = str(si.get("ServerVersion") or "")
+        c.dst_engine = str(di.get("ServerVersion") or "")
+        try:
+            src_new = restore_runtime.needs_restore_runtime(c.src_engine)
+            c.twin_route = restore_runtime.route(c.dst_engine, dst_api)
+        except restore_runtime.RouteError as e:
+            raise MigrationError(f"engine version not understood: {e}") from None
+        # A Docker >= 28 source could not be restored from its checkpoint on rollback: it is
+        # frozen (runc pause) and dumped leaving it frozen. Post-copy's dump keeps the
+        # source frozen by itself (CRIU holds it until the last page has left).
+        c.src_paused = src_new and self.strategy not in LAZY
+        c.src_criu_conf = restore_runtime.container_criu_conf(c.inspect)
+        if (
+            self.strategy in LAZY
+            and c.src_criu_conf != restore.CONF
+            and not restore_runtime.is_ours(c.src_criu_conf)
+        ):
+            raise MigrationError(
+                f"{c.name} names its own CRIU file ({restore_runtime.CRIU_CONFIG_ANNOTATION}="
+                f"{c.src_criu_conf}): runc reads only that one, so ferryman cannot keep the "
+                "lazy page server on the loopback",
+                "use stop-and-copy, or recreate the container without that annotation",
+                host=self.src.name,
+            )
+        self.log(
+            "ferryman",
+            f"engines: {self.src.name} Docker {c.src_engine or '?'}, {self.dst.name} Docker "
+            f"{c.dst_engine or '?'}; the source is "
+            + (
+                "frozen with runc pause and dumped leaving it frozen (a rollback thaws it)"
+                if c.src_paused
+                else "dumped as usual"
+            )
+            + f"; the twin is restored through {c.twin_route}",
+        )
 
     async def _predicted_stop_copy_s(self) -> float | None:
         """A stop-and-copy freeze of this container: its memory over the throughput past
@@ -515,13 +565,22 @@ class Migration:
             self._check_abort()
             for v in twin.named_volumes(c.inspect):
                 await self._create_volume(v["Name"], v.get("Driver") or "local")
-            body = twin.create_body(c.inspect)
+            body, c.twin_criu_conf = restore_runtime.twin_for_route(
+                twin.create_body(c.inspect), c.twin_route, self.id
+            )
             # The twin never restarts on its own during the move: it gets the container's
             # restart policy at the commit point.
             body["HostConfig"]["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
             c.twin_id = await self.dst.engine.create_raw(c.name, body)
             self._undo.push("remove the twin on the target", self.remove_twin)
             self._save_ctx()
+            if c.twin_route == restore_runtime.ROUTE_RUNTIME:
+                self.log(
+                    self.dst.name,
+                    f"the twin runs under the restore runtime {restore_runtime.RUNTIME} "
+                    f"(Docker {c.dst_engine} cannot restore by itself); CRIU's options in "
+                    f"its own file {c.twin_criu_conf}, only for the restore",
+                )
             tw = await self.dst.engine.inspect(c.twin_id) or {}
             c.twin_upper = ((tw.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
             src_upper = ((c.inspect.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
@@ -785,11 +844,17 @@ class Migration:
             image_path=f"{c.src_dir}/img",
             work_path=f"{c.src_dir}/work",
             systemd_cgroup=c.src_systemd,
+            leave_running=c.src_paused,  # frozen by the pause, and left so
             page_server=f"127.0.0.1:{c.pages.source_port}" if c.pages else None,
             parent_path=c.rounds.last_parent if c.rounds else None,
             extra_flags=tuple(criu_options.dump_flags(self.req.criu_options)),
         )
-        dump_cmd = checkpoint.under_conf_lock(dump, f"{c.src_dir}/work", restore.LOCK)
+        pause = (
+            checkpoint.pause_cmd(self.src.spec.runc_root, c.container_id, c.src_systemd)
+            if c.src_paused
+            else None
+        )
+        dump_cmd = checkpoint.under_conf_lock(dump, f"{c.src_dir}/work", restore.LOCK, first=pause)
         if self.strategy in LAZY:
             dump_cmd = await self._arm_lazy()
         c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()
@@ -819,23 +884,48 @@ class Migration:
                     await Armed(self.dst.ssh, remote.quote(remote.tar_extract(d))).start(),
                 )
             )
-        script = restore.restore_script(
-            docker_socket=self.dst.spec.docker_socket,
-            data_root=c.dst_data_root,
-            container_id=c.twin_id,
-            name=c.checkpoint_name,
-            images_dir=f"{c.dst_dir}/img",
-            work_dir=f"{c.dst_dir}/work",
-            extra=(c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else ())
-            + criu_options.config_lines(self.req.criu_options)
-            + (("lazy-pages",) if c.lazy_link is not None else ()),
-        )
+        script = self._restore_script()
         if c.lazy_link is not None:  # post-copy: the lazy-pages daemon first, a lazy restore
             daemon = postcopy.lazy_daemon_cmd(
                 f"{c.dst_dir}/img", f"{c.dst_dir}/work", c.lazy_link.target_port
             )
             script = f"{remote.quote(daemon)} && {script}"
         c.armed_restore = await Armed(self.dst.ssh, script).start()
+
+    def _restore_script(self) -> str:
+        """The target's restore, by the twin's route (core/engine/restore_runtime.py)."""
+        c = self.ctx
+        extra = (c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else ()) + tuple(
+            criu_options.config_lines(self.req.criu_options)
+        )
+        lazy = c.lazy_link is not None
+        if c.twin_route == restore_runtime.ROUTE_RUNTIME:
+            try:
+                return remote.quote(
+                    remote.bash(
+                        restore_runtime.restore_script(
+                            docker_socket=self.dst.spec.docker_socket,
+                            container_id=c.twin_id,
+                            images_dir=f"{c.dst_dir}/img",
+                            work_dir=f"{c.dst_dir}/work",
+                            criu_conf_file=c.twin_criu_conf,
+                            flags=("--lazy-pages",) if lazy else (),
+                            extra=extra,
+                        )
+                    )
+                )
+            except restore_runtime.RouteError as e:
+                raise MigrationError(f"the restore on {self.dst.name}: {e}") from None
+        return restore.restore_script(
+            docker_socket=self.dst.spec.docker_socket,
+            data_root=c.dst_data_root,
+            container_id=c.twin_id,
+            name=c.checkpoint_name,
+            images_dir=f"{c.dst_dir}/img",
+            work_dir=f"{c.dst_dir}/work",
+            extra=extra + (("lazy-pages",) if lazy else ()),
+            criu_conf_file=c.twin_criu_conf,
+        )
 
     async def _disarm(self) -> None:
         c = self.ctx
@@ -941,7 +1031,9 @@ class Migration:
             t0 = time.monotonic()
             await self._fire(
                 c.armed_restore,
-                "docker start --checkpoint",
+                "docker start (restore runtime)"
+                if c.twin_route == restore_runtime.ROUTE_RUNTIME
+                else "docker start --checkpoint",
                 f"{c.dst_dir}/work/restore.log",
                 "restore.log",
             )
@@ -955,6 +1047,14 @@ class Migration:
             try:
                 if self.strategy in LAZY:
                     c.dump_s = await self._frozen_part_of_lazy_dump(c.t_dump_end - c.t_fire)
+                elif c.src_paused:
+                    # Frozen from `runc pause` on, before CRIU starts: all of the command.
+                    c.dump_s = c.t_dump_end - c.t_fire
+                    self.log(
+                        self.src.name,
+                        f"dump: {c.dump_s * 1000:.0f} ms from the pause to the dump's end, "
+                        "all of it frozen",
+                    )
                 else:
                     c.dump_s = await self._frozen_part_of_dump(c.t_dump_end - c.t_fire)
             except (HostError, EngineError) as e:
@@ -1098,6 +1198,10 @@ class Migration:
         c = self.ctx
         await self._after_commit("delete the checkpoint images", self._cleanup_images)
         await self._after_commit(
+            f"remove the twin's restore marker and CRIU file on {self.dst.name}",
+            self.disarm_twin,
+        )
+        await self._after_commit(
             f"delete Docker's checkpoint folder on {self.dst.name}",
             lambda: self._rm(
                 self.dst,
@@ -1159,6 +1263,7 @@ class Migration:
             port=c.lazy_link.source_port,
             systemd_cgroup=c.src_systemd,
             parent_path=c.rounds.last_parent if c.rounds else None,
+            conf_file="" if c.src_criu_conf in ("", restore.CONF) else c.src_criu_conf,
         )
 
     def _lazy_meter(self) -> Meter:
@@ -1398,8 +1503,12 @@ class Migration:
         return self.src.name if src else self.dst.name if dst else "nowhere"
 
     async def resume_source(self) -> None:
-        """Bring the source container back from its own checkpoint (or, failing that, restart it)."""
+        """Bring the source container back from its own checkpoint (or, failing that, restart
+        it); a source frozen by `runc pause` (Docker >= 28) is thawed instead."""
         c = self.ctx
+        if c.src_paused:
+            await self.thaw_source()
+            return
         if await is_running(self.src, c.container_id):
             self.log(
                 self.src.name, f"{c.name} is still running on {self.src.name}: nothing to resume"
@@ -1428,7 +1537,14 @@ class Migration:
                     self._meter(),
                     lambda: False,
                 )
+            if restore_runtime.needs_restore_runtime(c.src_engine or "0"):
+                raise MigrationError(
+                    f"Docker {c.src_engine} on {self.src.name} cannot restore a checkpoint "
+                    "(`docker start --checkpoint` fails there)"
+                )
             name = f"{c.checkpoint_name}-back"
+            ins = await self.src.engine.inspect(c.container_id) or {}
+            own = restore_runtime.container_criu_conf(ins)
             script = restore.restore_script(
                 docker_socket=self.src.spec.docker_socket,
                 data_root=c.src_data_root,
@@ -1438,6 +1554,7 @@ class Migration:
                 work_dir=f"{c.src_dir}/restore-work",
                 extra=(c.src_cgroup.criu_options(c.container_id) if c.src_cgroup else ())
                 + criu_options.config_lines(self.req.criu_options),
+                criu_conf_file="" if own == restore.CONF else own,
             )
             await self.sh(self.src, script, what="resuming from the source's checkpoint")
             await self._rm(
@@ -1474,6 +1591,67 @@ class Migration:
                 )
             )
 
+    async def thaw_source(self) -> None:
+        """Rollback of a source frozen by `runc pause`: thaw it (its memory never left it).
+        A source that is no longer frozen and does not run is restarted (said)."""
+        c = self.ctx
+        t0 = time.monotonic()
+        out = await self.sh(
+            self.src,
+            remote.quote(
+                checkpoint.thaw_cmd(self.src.spec.runc_root, c.container_id, c.src_systemd)
+            ),
+            what="thawing the frozen source",
+        )
+        status = checkpoint.thaw_status(out)
+        if status == "running":
+            self.log(
+                self.src.name, f"{c.name} thawed on {self.src.name}: it runs on, memory intact"
+            )
+        elif status == "paused":
+            raise MigrationError(
+                f"{c.name} stays frozen on {self.src.name} (runc resume did not thaw it)",
+                host=self.src.name,
+            )
+        else:
+            self.emit(
+                ev.Warning(
+                    text=f"{c.name} is {status} on {self.src.name}, not frozen: restarting it "
+                    "instead, its memory state is lost"
+                )
+            )
+            await self.sh(
+                self.src,
+                remote.quote(
+                    remote.docker("start", c.container_id, socket=self.src.spec.docker_socket)
+                ),
+                what="docker start",
+            )
+        if c.frozen_at is not None:
+            self.emit(
+                ev.FreezeEnded(
+                    total_s=time.monotonic() - c.frozen_at,
+                    dump_s=c.dump_s,
+                    transfer_s=0,
+                    restore_s=time.monotonic() - t0,
+                    where=self.src.name,
+                )
+            )
+
+    async def source_runc_state(self) -> str:
+        """runc's word for the source container (`running`, `paused`, `stopped`, `gone`)."""
+        c = self.ctx
+        r = await self.src.ssh.run(
+            remote.quote(
+                checkpoint.thaw_cmd(
+                    self.src.spec.runc_root, c.container_id, c.src_systemd, thaw=False
+                )
+            ),
+            check=False,
+            timeout=30,
+        )
+        return checkpoint.thaw_status(r.stdout)
+
     async def stop_twin(self) -> None:
         """Stop the twin, and make sure it is stopped: the source is resumed next, so a
         twin that may still run (a refusing or hung dockerd) stops the rollback here."""
@@ -1494,6 +1672,16 @@ class Migration:
     async def remove_twin(self) -> None:
         if self.ctx.twin_id:
             await self.dst.engine.remove(self.ctx.twin_id)
+        await self.disarm_twin()
+
+    async def disarm_twin(self) -> None:
+        """No restore marker and no CRIU file of this migration's twin left on the target
+        (the restore script removes them itself; a killed one may not have)."""
+        c = self.ctx
+        if c.twin_route == restore_runtime.ROUTE_RUNTIME and c.twin_id and c.twin_criu_conf:
+            await self._run_quiet(self.dst, restore_runtime.disarm_cmd(c.twin_id, c.twin_criu_conf))
+        elif c.twin_criu_conf:
+            await self._run_quiet(self.dst, ["rm", "-f", c.twin_criu_conf])
 
     # --- helpers -------------------------------------------------------------------------
 

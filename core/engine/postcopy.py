@@ -84,11 +84,14 @@ def lazy_dump_script(
     port: int,
     systemd_cgroup: bool = False,
     parent_path: str | None = None,
+    conf_file: str = "",
 ) -> str:
     """The source's lazy dump: prints `RUNC <pid>`, `READY` when CRIU serves pages, `EXIT <rc>`.
 
     runc's CRIU config file names the loopback for the page server; it exists from before
     runc starts until CRIU is ready (or runc has exited), under the host's runc.conf lock.
+    `conf_file`: the container's own CRIU file instead (a container restored onto Docker
+    >= 28 by ferryman is annotated with one, and runc then reads only that file); no lock.
     """
     q = shlex.quote
     argv = checkpoint.checkpoint_cmd(
@@ -103,12 +106,24 @@ def lazy_dump_script(
     i = argv.index("checkpoint") + 1
     argv[i:i] = ["--lazy-pages", "--status-fd", "3"]
     lock = criu_conf.LOCK
+    if conf_file:
+        hold = (
+            f"mkdir -p {q(conf_file.rsplit('/', 1)[0])}\n"
+            f"put_back() {{ rm -f {q(conf_file)}; flock -u 9; }}\ntrap put_back EXIT\n"
+            "trap 'exit 129' HUP INT TERM\n"
+            f"(umask 077; printf 'address 127.0.0.1\\n' > {q(conf_file)}) || "
+            f"{{ echo 'cannot write {conf_file}' >&2; exit 78; }}"
+        )
+    else:
+        hold = criu_conf.hold(
+            "address 127.0.0.1" + chr(10), f"lazy dump {container_id[:12]}", unlock_fd=9
+        )
     return f"""
 set -u
 mkdir -p {q(lock.rsplit("/", 1)[0])}
 exec 9>{q(lock)}
 flock -w 60 9 || {{ echo "LOCKED"; exit 75; }}
-{criu_conf.hold("address 127.0.0.1" + chr(10), f"lazy dump {container_id[:12]}", unlock_fd=9)}
+{hold}
 {remote.quote(argv)} 9>&- 3> >(n=$(head -c1 | wc -c); [ "$n" = 1 ] && echo READY) &
 rp=$!
 echo "RUNC $rp"

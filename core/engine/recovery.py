@@ -12,6 +12,12 @@ exactly one copy running:
 - neither runs → the source is resumed from its own checkpoint (or restarted, losing
   its memory, when the checkpoint is gone) — or, when the source copy no longer exists,
   the twin is started.
+
+A source on Docker >= 28 is frozen by `runc pause` rather than stopped (its engine cannot
+restore a checkpoint): Docker still calls it running, so runc's own state says whether
+it is frozen; frozen counts as not running, and "resumed" means thawed. A twin restored
+through the restore runtime has a marker and a CRIU file on the target while its restore
+runs: rolling back or finishing removes them too.
 """
 
 from __future__ import annotations
@@ -149,6 +155,11 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
             f"{entry.container} thawed on {entry.source} from its frozen copy (memory intact)",
         )
     src_runs = await is_running(m.src, c.container_id)
+    frozen = False
+    if src_runs and c.src_paused:
+        # Docker cannot tell a container frozen behind its back: runc's state can.
+        state = await m.source_runc_state()
+        frozen, src_runs = state == "paused", state == "running"
     dst_runs = bool(c.twin_id) and await is_running(m.dst, c.twin_id)
     src_exists = await m.src.engine.inspect(c.container_id) is not None
     if c.committed:
@@ -176,6 +187,12 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
     if src_runs:
         return Plan(
             "rollback", f"{entry.container} runs on {entry.source}: the move will be undone"
+        )
+    if frozen:
+        return Plan(
+            "resume",
+            f"{entry.container} runs nowhere: it is frozen on {entry.source} and will be "
+            "thawed there (memory intact)",
         )
     if src_exists:
         return Plan(

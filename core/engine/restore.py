@@ -71,20 +71,30 @@ def restore_script(
     images_dir: str,
     work_dir: str,
     extra: tuple[str, ...] = (),
+    criu_conf_file: str = "",
 ) -> str:
-    """One shell script: stage the tiny checkpoint folder, hold the config file, start."""
+    """One shell script: stage the tiny checkpoint folder, hold the config file, start.
+
+    `criu_conf_file`: the container's own CRIU file (its `org.criu.config` annotation,
+    engines with API >= 1.43): written for the length of the restore, no host lock, and
+    removed after; without it, runc's host-wide file under the lock."""
     folder = checkpoint_folder(data_root, container_id, name)
     conf = criu_conf(images_dir, work_dir, extra)
-    inner = f"""
-set -e
-{conf_file.hold(conf, f"restore {name}")}
-{remote.quote(remote.docker("start", "--checkpoint", name, container_id, socket=docker_socket))}
-"""
+    start = remote.quote(
+        remote.docker("start", "--checkpoint", name, container_id, socket=docker_socket)
+    )
     stage = remote.all_of(
         ["mkdir", "-p", LOCK.rsplit("/", 1)[0]],
         remote.mkdir_private(folder, work_dir),
         ["cp", f"{images_dir}/descriptors.json", f"{folder}/descriptors.json"],
     )
+    if criu_conf_file:
+        return f"{stage} && {remote.quote(remote.bash(conf_file.own_file(conf, criu_conf_file, start)))}"
+    inner = f"""
+set -e
+{conf_file.hold(conf, f"restore {name}")}
+{start}
+"""
     return f"{stage} && {remote.quote(remote.flock(LOCK, inner))}"
 
 

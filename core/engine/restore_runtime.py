@@ -28,6 +28,7 @@ Everything here is pure: scripts and argument lists, quoted by core.remote.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import shlex
@@ -151,6 +152,11 @@ exec "$REAL" "$@"
 """
 
 
+def wrapper_digest() -> str:
+    """SHA-256 of the wrapper as this ferryman installs it (preflight compares the host's)."""
+    return hashlib.sha256(wrapper_script().encode()).hexdigest()
+
+
 def daemon_json_with_runtime(text: str, path: str = WRAPPER, name: str = RUNTIME) -> str:
     """daemon.json's text with the restore runtime registered (everything else kept).
 
@@ -184,7 +190,7 @@ def install_wrapper_cmd(path: str = WRAPPER) -> list[str]:
 
 def twin_body(body: dict[str, Any], criu_conf: str) -> dict[str, Any]:
     """The twin's create body for this route: the source's configuration, the restore
-    runtime, and its own CRIU configuration file (empty except during the restore)."""
+    runtime, and its own CRIU configuration file (which exists only during the restore)."""
     out = copy.deepcopy(body)
     hc = out.setdefault("HostConfig", {})
     hc["Runtime"] = RUNTIME
@@ -211,6 +217,51 @@ def strip_route(body: dict[str, Any]) -> dict[str, Any]:
         else:
             hc.pop("Annotations")
     return out
+
+
+# --- which route a target gets ---------------------------------------------------------
+
+ROUTE_RUNTIME = "restore runtime"  # Docker >= 28: the wrapper restores, `docker start`
+ROUTE_ANNOTATION = (
+    "annotation"  # API >= 1.43: `docker start --checkpoint`, the twin's own CRIU file
+)
+ROUTE_RUNC_CONF = "runc.conf"  # older engines: the host-wide file, under the host's lock
+
+
+def route(server_version: str, api_version: str) -> str:
+    """How a twin on an engine of this version is restored (see the module's text)."""
+    if needs_restore_runtime(server_version):
+        return ROUTE_RUNTIME
+    if api_version and annotations_supported(api_version):
+        return ROUTE_ANNOTATION
+    return ROUTE_RUNC_CONF
+
+
+def twin_for_route(body: dict[str, Any], how: str, migration_id: str) -> tuple[dict[str, Any], str]:
+    """The twin's create body for the route `how`, and the path of its own CRIU file
+    ("" on the runc.conf route: the twin reads the host-wide file)."""
+    plain = strip_route(body)
+    if how == ROUTE_RUNC_CONF:
+        return plain, ""
+    conf = criu_conf_path(migration_id)
+    if how == ROUTE_RUNTIME:
+        return twin_body(plain, conf), conf
+    out = copy.deepcopy(plain)
+    hc = out.setdefault("HostConfig", {})
+    hc["Annotations"] = {**(hc.get("Annotations") or {}), CRIU_CONFIG_ANNOTATION: conf}
+    return out, conf
+
+
+def container_criu_conf(inspect: dict[str, Any]) -> str:
+    """The CRIU file runc hands CRIU for this container: its `org.criu.config` annotation
+    when it has one (a container this route restored names its own), else runc.conf."""
+    ann = ((inspect.get("HostConfig") or {}).get("Annotations") or {}).get(CRIU_CONFIG_ANNOTATION)
+    return str(ann) if ann else "/etc/criu/runc.conf"
+
+
+def is_ours(conf_path: str) -> bool:
+    """A per-container CRIU file of ferryman's (written only for the length of one operation)."""
+    return conf_path.startswith(CRIU_CONF_DIR + "/") and "/.." not in conf_path
 
 
 def criu_conf_path(migration_id: str) -> str:
@@ -268,9 +319,9 @@ def restore_script(
     leave_stopped: bool = True,
 ) -> str:
     """One shell script for the target: write the twin's CRIU file and marker, `docker
-    start` the twin, and always empty both again (a per-container CRIU file stays named
+    start` the twin, and always remove both again (a per-container CRIU file stays named
     by the container's annotation for its whole life: left in place, its options would
-    apply to the next checkpoint of the restored container)."""
+    apply to the next checkpoint of the restored container; a missing file CRIU ignores)."""
     q = shlex.quote
     marker = marker_path(container_id)
     mtext = marker_text(images_dir, work_dir, flags, leave_stopped)
@@ -279,7 +330,7 @@ def restore_script(
     return f"""set -e
 umask 077
 mkdir -p {q(MARKERS)} {q(criu_conf_file.rsplit("/", 1)[0])} {q(work_dir)}
-disarm() {{ rm -f {q(marker)} {q(marker + ".restored")}; : > {q(criu_conf_file)}; }}
+disarm() {{ rm -f {q(marker)} {q(marker + ".restored")} {q(criu_conf_file)}; }}
 trap disarm EXIT
 trap 'exit 129' HUP INT TERM
 printf %s {q(ctext)} > {q(criu_conf_file)}
@@ -289,12 +340,9 @@ printf %s {q(mtext)} > {q(marker)}
 
 
 def disarm_cmd(container_id: str, criu_conf_file: str) -> list[str]:
-    """For rollback and recovery: no marker and an empty CRIU file for this twin."""
+    """For rollback, cleanup and recovery: no marker and no CRIU file for this twin."""
     marker = marker_path(container_id)
-    return remote.bash(
-        f"rm -f {shlex.quote(marker)} {shlex.quote(marker + '.restored')}; "
-        f"if [ -e {shlex.quote(criu_conf_file)} ]; then : > {shlex.quote(criu_conf_file)}; fi"
-    )
+    return ["rm", "-f", marker, marker + ".restored", criu_conf_file]
 
 
 def restore_log(work_dir: str) -> str:

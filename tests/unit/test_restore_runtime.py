@@ -187,4 +187,4 @@ def test_restore_script_always_disarms(tmp_path):
     assert f"rm -f {rr.MARKERS}/{CID} {rr.MARKERS}/{CID}.restored" in s
     assert subprocess.run(["bash", "-n", "-c", s]).returncode == 0
     d = rr.disarm_cmd(CID, conf)
-    assert d[0] == "bash" and CID in d[2] and conf in d[2]
+    assert d == ["rm", "-f", f"{rr.MARKERS}/{CID}", f"{rr.MARKERS}/{CID}.restored", conf]
