@@ -27,6 +27,8 @@ class FerrymanApp(App[None]):
 
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, id="app.quit-ctrl-q"),
+        Binding("ctrl+c", "quit", "Quit", show=False, id="app.quit-ctrl-c"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("h", "history", "History", id="app.history"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.commands"),
@@ -93,6 +95,28 @@ class FerrymanApp(App[None]):
         line = f"{op}{where}: {msg}"
         self.errors.append(line)
         self.notify(line, title=f"{op} failed", severity="error", timeout=8, markup=False)
+
+    # --- quitting --------------------------------------------------------------------------
+
+    def migration_in_flight(self) -> Screen | None:
+        """The live view of a migration that has not ended, if any (the newest)."""
+        from tui.screens.migration import MigrationScreen
+
+        for s in reversed(self.screen_stack):
+            if isinstance(s, MigrationScreen) and s.in_flight:
+                return s
+        return None
+
+    async def action_quit(self) -> None:
+        """q, ctrl+q, ctrl+c and the palette's Quit: at once, unless a migration runs. Then
+        ask first: before the commit, roll it back and quit when the rollback has ended;
+        after it, quit when the move has ended. Quitting at once would leave a half-done
+        move (a twin, images, the lock) behind."""
+        view = self.migration_in_flight()
+        if view is None:
+            self.exit()
+            return
+        view.ask_to_quit()  # type: ignore[attr-defined]
 
     # --- navigation ----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from core.journal import JournalEntry
 from core.models import MigrationRequest
 from tui import progress as P
 from tui.errors import operation
-from tui.format import duration, inert_text, rate, size
+from tui.format import duration, inert, inert_text, rate, size
 from tui.progress import Progress
 from tui.screens.base import ReportsWorkerErrors
 from tui.widgets.confirm import ConfirmScreen
@@ -85,6 +85,9 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         self._plan_dirty = False
         self._charts_at = -CHART_S  # when the charts, rounds and plan were last redrawn
         self._abort_asked = False
+        self.abort_requested = False
+        self.quit_when_done = False  # the user asked to quit: at the final event
+        self._quit_asked = False
         self.recorded: list[Event] = []  # all but the in-flight byte counts, for the doctor
 
     def compose(self) -> ComposeResult:
@@ -138,11 +141,18 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             self.progress.stream_lost = "the event stream ended before a result"
             self.show_result()
             self.refresh_bindings()
+        self._quit_if_asked()
 
     def worker_failed(self, worker) -> None:
         self.progress.stream_lost = f"lost the migration: {worker.error}"
         self.show_result()
         self.refresh_bindings()
+        self._quit_if_asked()
+
+    @property
+    def in_flight(self) -> bool:
+        """A migration this view follows, not ended yet."""
+        return self.run is not None and not self.progress.finished
 
     def feed(self, ev: Event) -> None:
         """Fold one event in. The frequent kinds only note what they changed: `flush` draws
@@ -184,6 +194,8 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         if P.RESULT in changed or P.PHASE in changed:
             self.show_result()
             self.refresh_bindings()
+        if P.RESULT in changed:
+            self._quit_if_asked()
 
     def _charts_due(self) -> bool:
         return time.monotonic() - self._charts_at >= CHART_S
@@ -362,9 +374,16 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             t.append_text(inert_text(p.stream_lost, "bold red"))
         elif p.committed:
             t.append("committed: the container lives on the target now", style="green")
+        elif self.abort_requested:
+            box.add_class("-failed")
+            t.append("rolling back", style="bold red")
+            t.append(f" — abort requested in {p.current or 'the start'}", style="red")
         elif p.current:
             t.append(f"in {p.current}", style="bold yellow")
             t.append(" · a / esc aborts and rolls back", style="dim")
+        if self.quit_when_done and not p.finished:
+            what = "the rollback" if (self.abort_requested or p.rollback) else "the move"
+            t.append(f"\nthe console quits when {what} has ended", style="bold yellow")
         box.update(t)
 
     # --- actions --------------------------------------------------------------------------
@@ -397,14 +416,107 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         def answered(yes: bool | None) -> None:
             self._abort_asked = False
             if yes and self.run is not None and not self.progress.finished:
-                self.run.abort()
-                self.query_one("#log", LogPane).write(
-                    Text("  abort requested — rolling back", style="bold red")
-                )
+                self.request_abort("abort requested — rolling back")
                 self.notify("Abort requested: rolling back", severity="warning")
 
         self._abort_asked = True
         self.app.push_screen(ConfirmScreen("Abort migration?", msg, yes="Abort"), answered)
+
+    def request_abort(self, why: str) -> None:
+        if self.run is None or self.progress.finished:
+            return
+        self.abort_requested = True
+        self.run.abort()
+        (self._log or self.query_one("#log", LogPane)).write(Text(f"  {why}", style="bold red"))
+        self.show_result()
+        self.refresh_bindings()
+
+    # --- quitting ---------------------------------------------------------------------------
+
+    def ask_to_quit(self) -> None:
+        """The app's quit while this migration runs: bring the view up and ask."""
+        if not self.in_flight:
+            self.app.exit()
+            return
+        if self.quit_when_done:
+            what = "the rollback" if self.abort_requested else "the migration"
+            self.notify(f"Quitting when {what} ends", severity="warning")
+            return
+        if self._quit_asked:
+            return
+        while self.app.screen is not self and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()  # what covers the view (history, help, a question)
+        self._abort_asked = False
+        p = self.progress
+        s = p.started
+        r = self.request
+        what = s.container if s else (r.container if r else "the container")
+        src = s.source if s else (r.source if r else "the source")
+        dst = s.target if s else (r.target if r else "the target")
+        msg = Text()
+        msg.append_text(inert_text(what, "bold cyan"))
+        msg.append(f" is moving {src} → {dst}")
+        if p.current:
+            msg.append(f" (now in {p.current})")
+        if p.committed:
+            msg.append(
+                f".\nIt is past its commit point: it lives on {dst} now and cannot be rolled "
+                "back. Quitting now would leave the rest undone.\nThe console quits when the "
+                "move has ended."
+            )
+            title, yes = "Quit when the move ends?", "Quit when done"
+        elif self.abort_requested:
+            msg.append(
+                f".\nIt is rolling back: it keeps running on {src}.\nThe console quits when "
+                "the rollback has ended."
+            )
+            title, yes = "Quit after the rollback?", "Quit after rollback"
+        else:
+            msg.append(
+                ".\nQuitting now would leave it half-moved. First roll it back: it keeps "
+                f"running on {src}.\nThe console quits when the rollback has ended."
+            )
+            title, yes = "Quit during a migration?", "Roll back and quit"
+
+        def answered(go: bool | None) -> None:
+            self._quit_asked = False
+            if not go:
+                return
+            if not self.in_flight:
+                self.app.exit()
+                return
+            self.quit_when_done = True
+            if not self.progress.committed and not self.abort_requested:
+                self.request_abort("quit requested — rolling back; the console quits when it ends")
+            else:
+                (self._log or self.query_one("#log", LogPane)).write(
+                    Text("  quit requested — the console quits when the move ends", style="bold")
+                )
+            self.show_result()
+
+        self._quit_asked = True
+        self.app.push_screen(ConfirmScreen(title, msg, yes=yes, no="Keep watching"), answered)
+
+    def _quit_if_asked(self) -> None:
+        if self.quit_when_done and self.progress.finished:
+            self.quit_when_done = False
+            self.app.exit(message=self.exit_message())
+
+    def exit_message(self) -> Text:
+        p = self.progress
+        s = p.started
+        what = s.container if s else (self.request.container if self.request else "")
+        t = Text("ferryman: ")
+        if p.succeeded is not None:
+            t.append(f"{inert(what)} moved to {p.succeeded.target}")
+        elif p.failed is not None:
+            where = p.failed.running_on or (p.rolled_back.running_on if p.rolled_back else "")
+            t.append(f"the migration of {inert(what)} ended: {inert(p.failed.cause)}")
+            if where:
+                t.append(f"; it runs on {where}")
+        else:
+            t.append(inert(p.stream_lost or "the migration ended"))
+        return t
 
     def action_back_or_abort(self) -> None:
         p = self.progress
