@@ -31,7 +31,9 @@ class FerrymanApp(App[None]):
         Binding("ctrl+c", "quit", "Quit", show=False, id="app.quit-ctrl-c"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("h", "history", "History", id="app.history"),
-        Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.commands"),
+        Binding(
+            "ctrl+p", "command_palette", "Commands", show=False, priority=True, id="app.commands"
+        ),  # priority: modal screens (the migrate dialog) stop the other app keys
     ]
 
     def __init__(

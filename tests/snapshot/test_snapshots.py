@@ -10,7 +10,7 @@ import asyncio
 from core.events import RoundFinished
 from core.models import MigrationRequest
 from tui.app import FerrymanApp
-from tui.demo import FAILED_RESTORE, FIXED_NOW, PRECOPY, HoldBackend, replay
+from tui.demo import FAILED_RESTORE, FIXED_NOW, PRECOPY, RECORDINGS, HoldBackend, replay
 from tui.screens.doctor import DoctorScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.hosts import HostsScreen
@@ -18,6 +18,8 @@ from tui.screens.migrate_dialog import MigrateDialog
 from tui.screens.migration import MigrationScreen
 
 SIZE = (140, 45)
+SMALL = (120, 32)
+LAB = RECORDINGS / "lab-stop-and-copy.json"
 
 
 def make_app(backend) -> FerrymanApp:
@@ -57,6 +59,21 @@ def test_migrate_dialog_with_preflight(snap_compare):
         await until(pilot, lambda: pilot.app.screen.checks is not None)
 
     assert snap_compare(make_app(replay(PRECOPY)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_migrate_dialog_at_120x32(snap_compare):
+    """The lab's hosts (no soft-dirty): pre-copy and hybrid ruled out, buttons on screen."""
+
+    async def run_before(pilot):
+        app = pilot.app
+        await until(pilot, lambda: isinstance(app.screen, HostsScreen))
+        await until(pilot, lambda: app.screen.query_one("#containers").row_count == 1)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateDialog))
+        await until(pilot, lambda: app.screen.checks is not None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(replay(LAB)), terminal_size=SMALL, run_before=run_before)
 
 
 def test_live_view_mid_precopy(snap_compare):
