@@ -101,6 +101,19 @@ def test_live_view_finished(snap_compare):
     assert snap_compare(make_app(replay(PRECOPY)), terminal_size=SIZE, run_before=run_before)
 
 
+def test_live_view_stop_and_copy_at_120x32(snap_compare):
+    """A recorded lab move, stop-and-copy: no rounds, the freeze over the budget, wrapped log."""
+
+    async def run_before(pilot):
+        app = pilot.app
+        await until(pilot, lambda: isinstance(app.screen, HostsScreen))
+        await until(pilot, lambda: app.screen.query_one("#containers").row_count == 1)
+        app.start_migration(MigrationRequest("workload", "host1", "host2", "stop-and-copy"))
+        await finished(pilot)
+
+    assert snap_compare(make_app(replay(LAB)), terminal_size=SMALL, run_before=run_before)
+
+
 def test_live_view_failed_and_rolled_back(snap_compare):
     async def run_before(pilot):
         await hosts_ready(pilot)

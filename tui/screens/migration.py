@@ -17,7 +17,17 @@ from core.journal import JournalEntry
 from core.models import MigrationRequest
 from tui import progress as P
 from tui.errors import operation
-from tui.format import duration, inert, inert_text, rate, size
+from tui.format import (
+    cause_text,
+    doctor_name,
+    duration,
+    inert,
+    inert_text,
+    plural,
+    rate,
+    size,
+    where_text,
+)
 from tui.progress import Progress
 from tui.screens.base import ReportsWorkerErrors
 from tui.widgets.confirm import ConfirmScreen
@@ -53,15 +63,37 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
     MigrationScreen LogPane { min-height: 6; }
     /* -big-log: only #middle may depend on it (action_toggle_log restyles #middle alone) */
     MigrationScreen.-big-log #middle { display: none; }
+    /* stop-and-copy and post-copy have no rounds: no table, no dirty-set chart */
+    MigrationScreen.-no-rounds #rounds-box { display: none; }
+    MigrationScreen.-no-rounds #dirty-label { display: none; }
+    MigrationScreen.-no-rounds #dirty-chart { display: none; }
+    MigrationScreen #budget-note { height: auto; padding: 0 1; display: none; }
+    MigrationScreen.-no-rounds #budget-note { display: block; }
+    MigrationScreen.-no-rounds #budget { display: none; }
+    MigrationScreen.-no-rounds #right { width: 1fr; }
+    MigrationScreen.-no-rounds #left { width: 1fr; }
     """
 
     AUTO_FOCUS = "#log"  # keys scroll the log; `l` never hides what has the focus
 
     BINDINGS = [
-        Binding("a", "abort", "Abort", id="migration.abort"),
-        Binding("escape", "back_or_abort", "Back / abort", id="migration.back"),
-        Binding("d", "doctor", "Doctor", id="migration.doctor"),
-        Binding("l", "toggle_log", "Log size", id="migration.log"),
+        Binding(
+            "a", "abort", "Abort", id="migration.abort",
+            tooltip="Abort before the commit and roll back (asks first)",
+        ),
+        Binding(
+            "escape", "back", "Back", id="migration.back",
+            tooltip="Back to the screen before, once the migration has ended",
+        ),
+        Binding(
+            "escape", "back_or_abort", "Abort", show=False, id="migration.esc-abort",
+            tooltip="While it runs: abort (asks first), as a does",
+        ),
+        Binding(
+            "d", "doctor", "Doctor", id="migration.doctor",
+            tooltip="After a failure: the doctor of the failed phase, with its log",
+        ),
+        Binding("l", "toggle_log", "Log size", id="migration.log", tooltip="Enlarge the log"),
     ]
 
     def __init__(
@@ -102,6 +134,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
                 yield Sparkline([], id="rate-chart", summary_function=max)
                 yield Static("dirty set per round", id="dirty-label", classes="chart-label")
                 yield Sparkline([], id="dirty-chart", summary_function=max)
+                yield Static("", id="budget-note")  # the budget, when no rounds plan to it
             with Vertical(id="right"):
                 yield FreezeTimer(self.app.clock, id="freeze")  # type: ignore[attr-defined]
                 yield Static("", id="budget")
@@ -113,6 +146,8 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
     _log: LogPane | None = None
 
     def on_mount(self) -> None:
+        planned = self.request.strategy if self.request is not None else ""
+        self.set_class(planned not in ("pre-copy", "hybrid"), "-no-rounds")
         self._log = self.query_one("#log", LogPane)
         self.query_one("#rounds-box").border_title = "pre-copy rounds"
         self.query_one("#log", LogPane).border_title = "log · remote commands and planner"
@@ -139,12 +174,14 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         self.flush(charts=True)
         if not self.progress.finished:
             self.progress.stream_lost = "the event stream ended before a result"
+            self.show_summary()
             self.show_result()
             self.refresh_bindings()
         self._quit_if_asked()
 
     def worker_failed(self, worker) -> None:
         self.progress.stream_lost = f"lost the migration: {worker.error}"
+        self.show_summary()
         self.show_result()
         self.refresh_bindings()
         self._quit_if_asked()
@@ -178,15 +215,17 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             return  # log lines at the next redraw
         if P.HEADER in changed:
             self.query_one(RoundsTable).budget_s = self.progress.budget_s
+            self.set_class(not self.progress.has_rounds, "-no-rounds")
         self.flush(charts=True)
-        if P.HEADER in changed:
+        if P.HEADER in changed or (P.RESULT in changed and self.progress.started is None):
             self.show_summary()
         if P.PHASE in changed or P.LAZY in changed:
             self.query_one(PhaseStepper).show(self.progress)
         if P.FREEZE in changed:
             timer = self.query_one(FreezeTimer)
             if self.progress.freeze is not None:
-                timer.stop(self.progress.freeze)
+                timer.stop(self.progress.freeze, *self.hosts_of())
+                self.show_plan()
             elif self.progress.frozen_at is not None:
                 timer.start(self.progress.frozen_at)
         if P.LAZY in changed:
@@ -214,6 +253,8 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
                 self._rate_dirty = False
                 self.query_one("#rate-chart", Sparkline).data = p.rates[-120:] or [0]
             if self._rounds_shown < len(p.rounds):
+                if self.has_class("-no-rounds"):
+                    self.remove_class("-no-rounds")
                 table = self.query_one(RoundsTable)
                 for r in p.rounds[self._rounds_shown :]:
                     table.add_round(r)
@@ -246,7 +287,14 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             else:
                 t.append_text(inert_text(r.container, "bold cyan"))
                 t.append(f"  {r.source} → {r.target}  ", style="bold")
-                t.append(f"strategy {r.strategy} · starting…", style="dim")
+                t.append(f"strategy {r.strategy} · ", style="dim")
+                f = self.progress.failed
+                if f is not None:
+                    t.append(f"failed before it started (in {f.phase})", style="bold red")
+                elif self.progress.stream_lost:
+                    t.append("ended before it started", style="bold red")
+                else:
+                    t.append("starting…", style="dim")
             self.query_one("#summary", Static).update(t)
             return
         t.append_text(inert_text(s.container, "bold cyan"))
@@ -273,33 +321,57 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             label.append(f"  ·  dirty rate {rate(last.dirty_rate_bps)}", style="dim")
             self.query_one("#dirty-label", Static).update(label, layout=False)
 
+    def hosts_of(self) -> tuple[str, str]:
+        """(source, target) of this migration, as far as known."""
+        s, r = self.progress.started, self.request
+        if s is not None:
+            return s.source, s.target
+        if r is not None:
+            return r.source, r.target
+        return "", ""
+
     def show_plan(self) -> None:
+        """The budget, and for pre-copy the planner's predicted freeze against it. Without
+        rounds nothing predicts: the box says so, and, once measured, how the freeze did."""
         p = self.progress
         t = Text()
         t.append("downtime budget  ", style="dim")
         t.append(duration(p.budget_s), style="bold")
-        t.append("\npredicted freeze ", style="dim")
-        if p.predicted_s is None:
-            t.append("—", style="dim")
-        else:
-            within = p.budget_s is None or p.predicted_s <= p.budget_s
-            t.append(duration(p.predicted_s), style="bold green" if within else "bold yellow")
-            t.append(
-                "  within budget" if within else "  over budget",
-                style="green" if within else "yellow",
-            )
-            if p.budget_s:
-                half = 12  # the bar spans twice the budget; ┃ marks the budget
-                fill = int(round(min(p.predicted_s / p.budget_s, 2.0) * half))
-                t.append("\n")
-                for i in range(2 * half):
-                    if i == half:
-                        t.append("┃", style="bold")
-                    t.append(
-                        "█" if i < fill else "░",
-                        style=("green" if within else "yellow") if i < fill else "dim",
-                    )
-                t.append("  ┃ budget", style="dim")
+        if p.has_rounds or p.predicted_s is not None:
+            t.append("\npredicted freeze ", style="dim")
+            if p.predicted_s is None:
+                t.append("— (after the first round)", style="dim")
+            else:
+                within = p.budget_s is None or p.predicted_s <= p.budget_s
+                t.append(duration(p.predicted_s), style="bold green" if within else "bold yellow")
+                t.append(
+                    "  within budget" if within else "  over budget",
+                    style="green" if within else "yellow",
+                )
+                if p.budget_s:
+                    half = 12  # the bar spans twice the budget; ┃ marks the budget
+                    fill = int(round(min(p.predicted_s / p.budget_s, 2.0) * half))
+                    t.append("\n")
+                    for i in range(2 * half):
+                        if i == half:
+                            t.append("┃", style="bold")
+                        t.append(
+                            "█" if i < fill else "░",
+                            style=("green" if within else "yellow") if i < fill else "dim",
+                        )
+                    t.append("  ┃ budget", style="dim")
+        elif p.strategy or (self.request and self.request.strategy != "auto"):
+            strategy = p.strategy or (self.request.strategy if self.request else "")
+            t.append(f" · {strategy} does not plan to it: the freeze lasts", style="dim")
+            t.append(" as long as the dump, copy and restore take", style="dim")
+        over = self.freeze_over_budget()
+        if over is not None:
+            t.append("\nmeasured freeze ", style="dim")
+            t.append(duration(p.freeze.total_s if p.freeze else None), style="bold")
+            if over > 0:
+                t.append(f": {duration(over)} over the budget", style="bold yellow")
+            else:
+                t.append(": within the budget", style="green")
         if p.throttle:
             t.append(f"\nthrottle {p.throttle}%", style="yellow")
         if p.decisions:
@@ -309,6 +381,20 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         budget = self.query_one("#budget", Static)
         budget.update(t)
         budget.border_title = "budget vs predicted"
+        self.query_one("#budget-note", Static).update(t)
+
+    def freeze_over_budget(self) -> float | None:
+        """How far the measured freeze on the target went past the budget (≤ 0: within);
+        None before the freeze ended there, or without a budget."""
+        p = self.progress
+        f = p.freeze
+        if f is None or not p.budget_s or not self.froze_on_target(f):
+            return None
+        return f.total_s - p.budget_s
+
+    def froze_on_target(self, f) -> bool:
+        _, target = self.hosts_of()
+        return f.where in ("target", target)
 
     def show_lazy(self) -> None:
         lazy = self.progress.lazy
@@ -336,6 +422,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
 
     def show_result(self) -> None:
         p = self.progress
+        o = p.outcome
         box = self.query_one("#result", Static)
         t = Text()
         box.remove_class("-ok", "-failed")
@@ -343,8 +430,12 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             s = p.succeeded
             box.add_class("-ok")
             t.append("✓ moved", style="bold green")
-            t.append(f" to {s.target} in {duration(s.total_s)}", style="green")
-            t.append(f"\n{size(s.bytes_moved)} moved · {s.rounds} rounds", style="dim")
+            t.append(f" to {s.target} in {duration(o.seconds)}", style="green")
+            t.append(f"\n{size(o.bytes)} relayed", style="dim")
+            if o.image_bytes:
+                t.append(f" ({size(o.image_bytes)} of it the image)", style="dim")
+            if s.rounds:
+                t.append(f" · {plural(s.rounds, 'round')}", style="dim")
             if s.app_gap_s is not None:
                 t.append(f" · app saw a {duration(s.app_gap_s)} gap", style="dim")
         elif p.failed is not None:
@@ -355,20 +446,21 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             if f.host:
                 t.append(f" on {f.host}", style="red")
             t.append("\ncause: ", style="bold")
-            t.append_text(inert_text(f.cause))
+            t.append_text(cause_text(f.cause))
             if f.fix:
                 t.append("\nfix: ", style="bold")
                 t.append_text(inert_text(f.fix))
-            if f.running_on:
-                t.append(f"\nthe container runs on {f.running_on}", style="bold")
-            t.append("\npress d for the restore doctor", style="dim italic")
+            t.append("\n")
+            t.append_text(where_text(o.running_on, o.rolled_back))
+            t.append(f"\npress d for the {doctor_name(f.phase)}", style="dim italic")
         elif p.rollback is not None:
             box.add_class("-failed")
             t.append("rolling back", style="bold red")
             t.append(" — ")
-            t.append_text(inert_text(p.rollback.reason))
+            t.append_text(cause_text(p.rollback.reason))
             if p.rolled_back is not None:
-                t.append(f"\nrunning on {p.rolled_back.running_on}", style="bold")
+                t.append("\n")
+                t.append_text(where_text(p.rolled_back.running_on, p.rolled_back))
         elif p.stream_lost:
             box.add_class("-failed")
             t.append_text(inert_text(p.stream_lost, "bold red"))
@@ -389,13 +481,18 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
     # --- actions --------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "abort":
-            return (
-                self.run is not None and not self.progress.finished and not self.progress.committed
-            )
+        if action == "abort":  # offered only while it can still be rolled back
+            return self.in_flight and not self.progress.committed and not self.abort_requested
+        if action == "back":
+            return not self.in_flight
+        if action == "back_or_abort":
+            return self.in_flight
         if action == "doctor":
             return self.progress.failed is not None
         return True
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
 
     def action_abort(self) -> None:
         p = self.progress
