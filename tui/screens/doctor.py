@@ -101,7 +101,8 @@ def apply_option(request: MigrationRequest, option: str) -> tuple[MigrationReque
     name = opt.lstrip("-").replace("-", "_")
     fields = {f.name: f for f in dataclasses.fields(MigrationRequest)}
     if name in fields and isinstance(getattr(request, name), bool):
-        return dataclasses.replace(request, **{name: True}), opt
+        flag: dict[str, Any] = {name: True}
+        return dataclasses.replace(request, **flag), opt
     return request, f"the same settings ({opt} cannot be passed through a migration request)"
 
 
@@ -144,9 +145,9 @@ class LogScreen(Screen):
     LogScreen RichLog { border: round $panel; }
     """
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="log.back"),
-        Binding("j", "down", "Down", show=False, id="log.down"),
-        Binding("k", "up", "Up", show=False, id="log.up"),
+        Binding("escape", "app.pop_screen", "Back", id="log.back", tooltip="Back to the doctor"),
+        Binding("j", "down", "Down", show=False, id="log.down", tooltip="Scroll down"),
+        Binding("k", "up", "Up", show=False, id="log.up", tooltip="Scroll up"),
     ]
 
     def __init__(self, source: LogSource, errors: set[int]) -> None:

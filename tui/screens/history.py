@@ -62,12 +62,12 @@ class HistoryScreen(ReportsWorkerErrors, Screen):
     """
 
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", id="history.down"),
-        Binding("k", "cursor_up", "Up", id="history.up"),
-        Binding("enter", "open", "Open", show=False, id="history.open"),
-        Binding("o", "open", "Open", id="history.open-key"),
-        Binding("d", "doctor", "Doctor", id="history.doctor"),
-        Binding("escape", "app.pop_screen", "Back", id="history.back"),
+        Binding("j", "cursor_down", "Down", id="history.down", tooltip="Next migration"),
+        Binding("k", "cursor_up", "Up", id="history.up", tooltip="Previous migration"),
+        Binding("enter", "open", "Open", show=False, id="history.open", tooltip="Open it: its phases, rounds, freeze and log"),
+        Binding("o", "open", "Open", id="history.open-key", tooltip="Open it: its phases, rounds, freeze and log"),
+        Binding("d", "doctor", "Doctor", id="history.doctor", tooltip="The doctor of a failed migration"),
+        Binding("escape", "app.pop_screen", "Back", id="history.back", tooltip="Back where you came from"),
     ]
 
     def __init__(self, entries: list[JournalEntry]) -> None:

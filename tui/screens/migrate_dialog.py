@@ -104,14 +104,17 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
         Binding("ctrl+r", "preflight", "Re-run preflight", id="dialog.preflight", tooltip="Run the preflight checks again"),
     ]
 
-    def __init__(self, container: ContainerInfo, hosts: list[HostStatus]) -> None:
+    def __init__(
+        self, container: ContainerInfo, hosts: list[HostStatus], target: str | None = None
+    ) -> None:
         super().__init__()
         self.container = container
         self.hosts = {h.name: h for h in hosts}
         ok = [h for h in hosts if not why_not_target(container, h)]
         no = [h for h in hosts if why_not_target(container, h)]
         self.ordered = ok + no
-        self.target: str = ok[0].name if ok else ""
+        names = [h.name for h in ok]
+        self.target: str = target if target in names else (ok[0].name if ok else "")
         self.checks: list[CheckResult] | None = None
         self.checked_target = ""
         self.checked_strategy = ""

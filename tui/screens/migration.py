@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Sparkline, Static
 
+from core.backend import MigrationRun
 from core.events import BytesMoved, Event, LazyProgress, MigrationFailed
 from core.journal import JournalEntry
 from core.models import MigrationRequest
@@ -109,7 +110,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         self.static_events = events
         self.entry = entry
         self.progress = Progress()
-        self.run = None
+        self.run: MigrationRun | None = None
         self.events_seen = 0
         self._bytes_dirty = False  # the throughput figure (REDRAW_S)
         self._rate_dirty = False  # the throughput chart (CHART_S)
@@ -168,8 +169,9 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
     async def follow(self, request: MigrationRequest) -> None:
         backend = self.app.backend  # type: ignore[attr-defined]
         with operation("migrate", request.source):
-            self.run = backend.migrate(request)
-            async for ev in self.run:
+            run: MigrationRun = backend.migrate(request)
+            self.run = run
+            async for ev in run:
                 self.feed(ev)
         self.flush(charts=True)
         if not self.progress.finished:
@@ -594,7 +596,17 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         self._quit_asked = True
         self.app.push_screen(ConfirmScreen(title, msg, yes=yes, no="Keep watching"), answered)
 
+    _counted = False
+
+    def _count_end(self) -> None:
+        """Tell the app a migration ended (the hosts screen lists again when shown)."""
+        if self.run is not None and self.progress.finished and not self._counted:
+            self._counted = True
+            app = self.app
+            app.migrations_ended = getattr(app, "migrations_ended", 0) + 1  # type: ignore[attr-defined]
+
     def _quit_if_asked(self) -> None:
+        self._count_end()
         if self.quit_when_done and self.progress.finished:
             self.quit_when_done = False
             self.app.exit(message=self.exit_message())

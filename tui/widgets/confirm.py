@@ -25,9 +25,9 @@ class ConfirmScreen(ModalScreen[bool]):
     """
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n", "answer(False)", "No", id="confirm.no"),
-        Binding("escape", "answer(False)", "Back", id="confirm.back"),
+        Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Yes"),
+        Binding("n", "answer(False)", "No", id="confirm.no", tooltip="No"),
+        Binding("escape", "answer(False)", "Back", id="confirm.back", tooltip="No"),
     ]
 
     def __init__(
