@@ -168,3 +168,37 @@ async def test_palette_commands_never_close_a_running_live_view():
         app.start_migration(MigrationRequest("web-1", "host1", "host2"))  # a second one
         await pilot.pause(0.05)
         assert app.screen is view and len(backend.runs) == 1 and not backend.runs[0].aborted
+
+
+class Moving(ReplayBackend):
+    """From the second listing on, cache-1 runs on host2 under a new id (it was migrated)."""
+
+    calls = 0
+
+    async def containers(self, host: str):
+        cs = await super().containers(host)
+        if host == "host1":
+            self.calls += 1
+        if self.calls > 1:
+            moved = next(c for c in self.recording.containers if c.name == "cache-1")
+            cs = [c for c in cs if c.name != "cache-1"]
+            if host == "host2":
+                cs = [*cs, dataclasses.replace(moved, host="host2", id="e" * 64)]
+        return cs
+
+
+async def test_refresh_follows_a_container_that_moved_to_another_host():
+    backend = Moving(Recording.load(PRECOPY), speed=0)
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await hosts_ready(pilot)
+        assert screen.selected_container().name == "cache-1"
+        await pilot.press("r")
+        await wait_until(
+            pilot,
+            lambda: any(c.host == "host2" and c.name == "cache-1" for c in screen.visible_containers()),
+            what="the move listed",
+        )
+        await pilot.pause(0.05)
+        c = screen.selected_container()
+        assert c.name == "cache-1" and c.host == "host2"

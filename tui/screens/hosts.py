@@ -211,7 +211,7 @@ class HostsScreen(ReportsWorkerErrors, Screen):
     def render_containers(self) -> None:
         table = self.query_one("#containers", DataTable)
         selected = self.selected_key()
-        selected_c = self.selected_container()
+        selected_c = self.selected_container() or self._cursor_on
         selected_row = table.cursor_row
         clock = self.app.clock  # type: ignore[attr-defined]
         now = clock()
@@ -305,6 +305,14 @@ class HostsScreen(ReportsWorkerErrors, Screen):
         if not self.filter_text:
             self.remove_class("-filtering")
         self.query_one("#containers", DataTable).focus()
+
+    _cursor_on: ContainerInfo | None = None  # the container under the cursor, as last seen
+
+    @on(DataTable.RowHighlighted, "#containers")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        c = self.selected_container()
+        if c is not None:
+            self._cursor_on = c
 
     @on(DataTable.RowSelected, "#containers")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
