@@ -67,6 +67,7 @@ class Progress:
     succeeded: MigrationSucceeded | None = None
     stream_lost: str = ""
     outcome: Outcome = field(default_factory=Outcome)  # totals, as history computes them
+    warnings: list[str] = field(default_factory=list)  # the engine's warnings, as said
 
     @property
     def frozen(self) -> bool:
@@ -116,7 +117,10 @@ class Progress:
                 if len(self.rates) > 600:
                     del self.rates[:-300]
             return {BYTES}
-        if isinstance(ev, LogLine | Warning):
+        if isinstance(ev, Warning):
+            self.warnings.append(ev.text)
+            return {LOG, RESULT} if self.finished else {LOG}
+        if isinstance(ev, LogLine):
             return {LOG}
         if isinstance(ev, PhaseStarted):
             if self.current and self.phase_state.get(self.current) == "active":

@@ -165,3 +165,26 @@ async def test_a_ruled_out_choice_falls_back_to_auto_when_the_target_changes():
         dialog.explain()
         await pilot.pause(0.05)
         assert radio(dialog, "post-copy").disabled and dialog.strategy == "auto"
+
+
+async def test_the_confirmation_asks_about_what_preflight_warns_of():
+    rec = Recording.load(LAB)
+    rec.checks = [
+        *rec.checks,
+        CheckResult(
+            "host1",
+            "processes",
+            CheckStatus.WARN,
+            "1 process started by docker exec -d is not in the container's tree: it will be lost",
+        ),
+    ]
+    app = make_app(ReplayBackend(rec, speed=0))
+    async with app.run_test(size=(120, 32)) as pilot:
+        await open_dialog(pilot, containers=1)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        msg = text_of(app.screen.query_one("#confirm-message", Static)).replace("\n", " ")
+        assert "! host1 processes: 1 process started by docker exec -d" in msg
+        assert "! host2 image:" in msg
+        assert "soft-dirty" not in msg  # what rules out strategies is said in the picker
+        assert on_screen(app.screen, app.screen.query_one("#yes", Button))

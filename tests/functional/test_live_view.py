@@ -151,3 +151,21 @@ async def test_after_a_success_the_footer_offers_no_abort_while_running_it_does(
         await pilot.pause(0.1)
         keys = bindings(view)
         assert "a" not in keys and keys.get("escape") == "back"
+
+
+async def test_a_warning_of_the_engine_is_in_the_result():
+    from core.events import Warning as EngineWarning
+
+    rec = Recording.load(LAB)
+    done = rec.events[-1]
+    rec.events = [
+        *rec.events[:-1],
+        EngineWarning(text="heartbeat counter went from 41 to 3: the application state did not continue", t=done.t),
+        done,
+    ]
+    app = make_app(ReplayBackend(rec, speed=0))
+    async with app.run_test(size=SIZE) as pilot:
+        view = await run_to_end(pilot, "workload", 1)
+        result = text_of(view.query_one("#result", Static)).replace("\n", " ")
+        assert "! 1 warning: heartbeat counter went from 41 to 3" in result
+        assert result.startswith("✓ moved") and "committed:" not in result

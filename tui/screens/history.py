@@ -104,7 +104,7 @@ class HistoryScreen(ReportsWorkerErrors, Screen):
                 f"{e.source} → {e.target}",
                 e.strategy,
                 Text(e.result, style=RESULT_STYLE.get(e.result, "")),
-                e.phase,
+                o.failed.phase if o.failed is not None else e.phase,  # where it failed
                 duration(e.freeze.get("total_s")) if e.freeze else "—",
                 size(moved) if moved else "—",
                 duration(o.seconds if o.seconds is not None else took_of(e)),

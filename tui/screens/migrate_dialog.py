@@ -417,6 +417,16 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
             msg.append(", direct transfer")
         msg.append("\nrisk: ", style="bold yellow" if effective in LAZY else "bold")
         msg.append(risk_of(effective, self.container))
+        warns = [
+            c
+            for c in self.checks or []
+            if c.status == CheckStatus.WARN
+            and involves(c, request.source, request.target)
+            and c.name not in STRATEGY_CHECKS
+        ]
+        for c in warns:  # what preflight warns of is asked about, not only listed
+            msg.append(f"\n! {c.host} {c.name}: ", style="bold yellow")
+            msg.append_text(inert_text(c.reason, "yellow"))
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -475,6 +475,11 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         elif p.current:
             t.append(f"in {p.current}", style="bold yellow")
             t.append(" · a / esc aborts and rolls back", style="dim")
+        if p.warnings and (p.succeeded is not None or p.failed is not None):
+            t.append(f"\n! {plural(len(p.warnings), 'warning')}: ", style="bold yellow")
+            t.append_text(inert_text(p.warnings[-1], "yellow"))
+            if len(p.warnings) > 1:
+                t.append(" (the others in the log)", style="dim")
         if self.quit_when_done and not p.finished:
             what = "the rollback" if (self.abort_requested or p.rollback) else "the move"
             t.append(f"\nthe console quits when {what} has ended", style="bold yellow")

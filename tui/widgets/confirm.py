@@ -16,7 +16,7 @@ class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > #confirm {
-        width: 72; height: auto; padding: 1 2;
+        width: 90; max-width: 100%; height: auto; max-height: 100%; padding: 1 2;
         border: thick $warning; background: $surface;
     }
     ConfirmScreen #confirm-title { text-style: bold; margin-bottom: 1; }
