@@ -68,6 +68,12 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
     MigrationScreen.-no-rounds #rounds-box { display: none; }
     MigrationScreen.-no-rounds #dirty-label { display: none; }
     MigrationScreen.-no-rounds #dirty-chart { display: none; }
+    /* a short terminal (< 40 rows): smaller charts and table, the log keeps its rows */
+    MigrationScreen.-short Sparkline { height: 2; }
+    MigrationScreen.-short RoundsTable { max-height: 6; }
+    MigrationScreen.-short PhaseStepper { margin: 0; }
+    MigrationScreen.-short FreezeTimer.-done > Digits { display: none; }  /* the label has it */
+    MigrationScreen.-short FreezeTimer.-back > Digits { display: none; }
     MigrationScreen #budget-note { height: auto; padding: 0 1; display: none; }
     MigrationScreen.-no-rounds #budget-note { display: block; }
     MigrationScreen.-no-rounds #budget { display: none; }
@@ -145,6 +151,9 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         yield Footer()
 
     _log: LogPane | None = None
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < 40, "-short")
 
     def on_mount(self) -> None:
         planned = self.request.strategy if self.request is not None else ""
