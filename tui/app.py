@@ -181,6 +181,17 @@ class FerrymanApp(App[None]):
 
         if isinstance(self.screen, HistoryScreen):
             return
+        # One history: from a screen opened from it (a past migration, its doctor), h goes
+        # back to it, and esc from it then returns where it was first opened from.
+        open_ = [s for s in self.screen_stack if isinstance(s, HistoryScreen)]
+        if open_:
+            from tui.screens.migration import MigrationScreen
+
+            above = self.screen_stack[self.screen_stack.index(open_[-1]) + 1 :]
+            if not any(isinstance(s, MigrationScreen) and s.in_flight for s in above):
+                while self.screen is not open_[-1]:
+                    self.pop_screen()
+                return
         try:
             entries = self.backend.history()
         except Exception as e:  # noqa: BLE001 - a broken journal must not close the console

@@ -194,3 +194,23 @@ async def test_history_says_where_the_events_say_it_runs_and_the_doctor_retries_
         from tui.screens.hosts import HostsScreen
 
         assert isinstance(app.screen, HostsScreen)
+
+
+async def test_h_from_a_past_migration_goes_back_to_the_one_history_and_esc_leaves_it():
+    app = make_app(ReplayBackend(Recording.load(PRECOPY), speed=0))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        await pilot.press("h")
+        await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")
+        hist = app.screen
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrationScreen), what="past move")
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DoctorScreen), what="its doctor")
+        await pilot.press("h")
+        await wait_until(pilot, lambda: app.screen is hist, what="the same history")
+        assert sum(isinstance(s, HistoryScreen) for s in app.screen_stack) == 1
+        await pilot.press("escape")
+        from tui.screens.hosts import HostsScreen
+
+        await wait_until(pilot, lambda: isinstance(app.screen, HostsScreen), what="hosts")

@@ -245,7 +245,11 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             self.show_result()
             self.refresh_bindings()
         if P.RESULT in changed:
-            self._quit_if_asked()
+            self._count_end()
+            if self.quit_when_done and self.progress.finished:
+                # The quit comes when the event stream has ended (the engine has saved its
+                # journal and let go); this is only in case that end never comes.
+                self.set_timer(5.0, self._quit_if_asked)
 
     def _charts_due(self) -> bool:
         return time.monotonic() - self._charts_at >= CHART_S
