@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 from pathlib import Path
@@ -40,6 +41,20 @@ def load_inventory(path: str | None) -> config.Inventory:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Every command; output cut short by its reader (`ferryman history | head`) ends
+    quietly, as with other Unix tools, not in a traceback."""
+    try:
+        _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would try to flush stdout again on the way out and complain: point it at
+        # /dev/null first. 141 = 128 + SIGPIPE, what a shell reports for such a writer.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(141) from None
+
+
+def _main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="ferryman", description="Move running Docker containers between hosts, live."
     )
@@ -115,8 +130,17 @@ def main(argv: list[str] | None = None) -> None:
         "(until its lazy phase ends, losing either host or the link loses the container)",
     )
     mg.add_argument("--json", action="store_true", help="one JSON event per line")
-    hi = sub.add_parser("history", help="past migrations")
+    hi = sub.add_parser("history", help="past migrations, the newest first")
     hi.add_argument("--json", action="store_true")
+    hi.add_argument("-n", type=int, metavar="N", help="only the newest N (after the filters)")
+    hi.add_argument("--container", metavar="NAME", help="only migrations of this container")
+    hi.add_argument("--host", metavar="HOST", help="only migrations from or to this host")
+    hi.add_argument(
+        "--result",
+        choices=["succeeded", "failed", "rolled back", "in doubt", "incomplete", "running",
+                 "recovered"],
+        help="only migrations that ended so",
+    )
     rc = sub.add_parser(
         "recover", help="finish or roll back migrations whose console died", parents=[hosts_opt]
     )

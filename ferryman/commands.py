@@ -293,21 +293,88 @@ async def recover(inv: Inventory, args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+HISTORY_COLUMNS = (
+    "STARTED (UTC)", "ID", "CONTAINER", "FROM → TO", "STRATEGY", "RESULT", "FREEZE", "MOVED",
+    "TOOK", "RUNS ON", "CAUSE",
+)
+
+
+def history_rows(entries: list[journal.JournalEntry]) -> list[tuple[str, ...]]:
+    """One row of text per migration. The figures are folded from the entry's events as
+    the console folds them (core/outcome.py): both say the same of one move."""
+    from core.outcome import outcome_of
+    from core.runc_text import lines
+
+    rows = []
+    for e in entries:
+        o = outcome_of(e.typed_events())
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.started))
+        freeze = f"{e.freeze['total_s'] * 1000:.0f} ms" if e.freeze.get("total_s") else "-"
+        moved = o.bytes or e.bytes_moved
+        size = humanize.naturalsize(moved, binary=True, format="%.1f") if moved else "-"
+        seconds = o.seconds if o.seconds is not None else (
+            e.finished - e.started if e.finished else None
+        )
+        took = f"{seconds:.2f} s" if seconds is not None else "-"
+        if e.result == "recovered" or not (o.failed or o.succeeded or o.rolled_back):
+            where = e.running_on or "-"
+        else:
+            where = o.running_on or "unknown"
+        cause = ""
+        if e.cause and e.result != "succeeded":
+            said = lines(e.cause)
+            cause = said[0] if said else e.cause
+        rows.append(
+            (
+                when, e.migration_id, e.container, f"{e.source} → {e.target}", e.strategy,
+                e.result, freeze, size, took, where, cause,
+            )
+        )
+    return rows
+
+
+def history_filter(entries: list[journal.JournalEntry], args: argparse.Namespace):
+    out = entries
+    if getattr(args, "container", None):
+        out = [e for e in out if e.container == args.container]
+    if getattr(args, "host", None):
+        out = [e for e in out if args.host in (e.source, e.target)]
+    if getattr(args, "result", None):
+        out = [e for e in out if e.result == args.result]
+    n = getattr(args, "n", None)
+    if n is not None:
+        out = out[: max(0, n)]  # the newest first: load_all sorts them so
+    return out
+
+
 def history(args: argparse.Namespace) -> None:
     entries = journal.load_all()
+    shown = history_filter(entries, args)
     if args.json:
-        print(json.dumps([e.to_dict() for e in entries], indent=1))
+        print(json.dumps([e.to_dict() for e in shown], indent=1))
         return
     if not entries:
         print(f"no migrations yet (journal: {journal.journal_dir()})")
-    for e in entries:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.started))
-        fr = f"freeze {e.freeze.get('total_s', 0) * 1000:.0f} ms" if e.freeze else ""
-        print(
-            f"{when}  {e.migration_id}  {e.container:16} {e.source} → {e.target}  {e.strategy:13} "
-            f"{e.result:11} {fr}"
-            + (f"  ({e.cause})" if e.cause and e.result != "succeeded" else "")
-        )
+        return
+    if not shown:
+        print(f"no migration matches ({len(entries)} in {journal.journal_dir()})")
+        return
+    rows = history_rows(shown)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HISTORY_COLUMNS)]
+    right = {"FREEZE", "MOVED", "TOOK"}
+
+    def line(cells: tuple[str, ...]) -> str:
+        out = []
+        for i, (h, c) in enumerate(zip(HISTORY_COLUMNS, cells, strict=True)):
+            if i == len(cells) - 1:
+                out.append(c)  # the cause, last: not padded
+            else:
+                out.append(c.rjust(widths[i]) if h in right else c.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    print(line(HISTORY_COLUMNS))
+    for r in rows:
+        print(line(r))
 
 
 def doctor(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/export_screenshots.py                    # synthetic recordings
     .venv/bin/python scripts/export_screenshots.py --recording FILE   # a recorded migration
+    .venv/bin/python scripts/export_screenshots.py --lab              # the recorded lab moves
 
 The live view is taken mid-way (after the second pre-copy round, or halfway through a
 recording without rounds) as migration.svg, and finished as migration-done.svg. The
@@ -19,7 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.events import Event, MigrationStarted, RoundFinished  # noqa: E402
+from core.events import (  # noqa: E402
+    BytesMoved,
+    Event,
+    FreezeEnded,
+    FreezeStarted,
+    MigrationStarted,
+    RoundFinished,
+)
 from core.models import MigrationRequest  # noqa: E402
 from core.replay import Recording, ReplayBackend  # noqa: E402
 from tui.app import FerrymanApp  # noqa: E402
@@ -52,9 +60,21 @@ def request_of(rec: Recording) -> MigrationRequest:
 
 
 def hold_point(rec: Recording) -> Callable[[Event], bool]:
+    """After the second pre-copy round; without rounds, in the freeze, while the memory
+    streams (the last byte count before the freeze ends); else halfway."""
     rounds = [ev for ev in rec.events if isinstance(ev, RoundFinished)]
+    frozen = False
+    streaming: list[Event] = []
+    for ev in rec.events:
+        frozen = frozen or isinstance(ev, FreezeStarted)
+        if isinstance(ev, FreezeEnded):
+            break
+        if frozen and isinstance(ev, BytesMoved) and not ev.done:
+            streaming.append(ev)
     if len(rounds) >= 2:
         target = rounds[1]
+    elif streaming:
+        target = streaming[-1]
     elif rec.events:
         target = rec.events[len(rec.events) // 2]
     else:
@@ -70,7 +90,7 @@ Step = Callable[..., Awaitable[None]]
 
 
 async def shoot(app: FerrymanApp, steps: Step, out: Path) -> str:
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE) as pilot:  # SIZE may be set by --size
         await until(pilot, lambda: isinstance(app.screen, HostsScreen))
         await until(pilot, lambda: app.screen.query_one("#containers").row_count > 0)
         await steps(pilot)
@@ -93,8 +113,18 @@ async def main(recording: Path, failed: Path, outdir: Path) -> None:
         pilot.app.start_migration(request_of(rec))
         await until(pilot, lambda: pilot.app.backend.runs and pilot.app.backend.runs[0].held)
 
-    held = HoldBackend(ReplayBackend(rec, speed=0), hold_point(rec))
-    await shoot(app_for(held), migrating, outdir / "migration.svg")
+    # Mid-move, the clock follows the replayed events: the freeze timer shows the time the
+    # container has been frozen at the held event, as it did live.
+    seen = [now]
+    point = hold_point(rec)
+
+    def hold(ev: Event) -> bool:
+        seen[0] = ev.t
+        return point(ev)
+
+    held = HoldBackend(ReplayBackend(rec, speed=0), hold)
+    live = FerrymanApp(held, clock=lambda: seen[0], refresh_s=0)
+    await shoot(live, migrating, outdir / "migration.svg")
 
     async def done(pilot) -> None:
         pilot.app.start_migration(request_of(pilot.app.backend.recording))
@@ -139,7 +169,19 @@ if __name__ == "__main__":
     ap.add_argument("--recording", type=Path, default=PRECOPY)
     ap.add_argument("--failed", type=Path, default=FAILED_RESTORE)
     ap.add_argument("--out", type=Path, default=ROOT / "screenshots")
+    ap.add_argument(
+        "--lab",
+        action="store_true",
+        help="the migrations recorded on the lab (tests/data/recordings/lab-*.json)",
+    )
+    ap.add_argument("--size", default=f"{SIZE[0]}x{SIZE[1]}", help="terminal size, WxH")
     args = ap.parse_args()
+    w, _, h = args.size.partition("x")
+    SIZE = (int(w), int(h))
+    if args.lab:
+        recordings = ROOT / "tests" / "data" / "recordings"
+        args.recording = recordings / "lab-stop-and-copy.json"
+        args.failed = recordings / "lab-failed-restore.json"
     asyncio.run(main(args.recording, args.failed, args.out))
     for p in sorted(args.out.glob("*.svg")):
         print(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)

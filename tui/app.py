@@ -15,6 +15,7 @@ from textual.worker import Worker
 
 from core.backend import Backend
 from core.models import MigrationRequest
+from tui.commands import FerrymanCommands
 from tui.errors import describe, operation
 
 
@@ -25,11 +26,22 @@ class FerrymanApp(App[None]):
     Screen { background: $background; }
     """
 
+    COMMANDS = App.COMMANDS | {FerrymanCommands}
+
     BINDINGS = [
-        Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("h", "history", "History", id="app.history"),
-        Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.commands"),
+        Binding(
+            "q", "quit", "Quit", id="app.quit",
+            tooltip="Quit; during a migration it asks first, and rolls back or waits",
+        ),
+        Binding("ctrl+q", "quit", "Quit", show=False, id="app.quit-ctrl-q", tooltip="Quit, as q"),
+        Binding("ctrl+c", "quit", "Quit", show=False, id="app.quit-ctrl-c", tooltip="Quit, as q"),
+        Binding("question_mark", "help", "Help", id="app.help", tooltip="This help"),
+        Binding("h", "history", "History", id="app.history", tooltip="Past migrations"),
+        Binding(
+            "ctrl+p", "command_palette", "Commands", show=False, priority=True,
+            id="app.commands",
+            tooltip="Command palette: migrate X → host, check host, doctor, history, …",
+        ),  # priority: modal screens (the migrate dialog) stop the other app keys
     ]
 
     def __init__(
@@ -46,6 +58,7 @@ class FerrymanApp(App[None]):
         self.refresh_s = refresh_s
         self.title = title
         self.errors: list[str] = []  # every worker failure, as reported
+        self.migrations_ended = 0  # live views count their ends: the hosts list again
 
     def on_mount(self) -> None:
         from tui.screens.hosts import HostsScreen
@@ -94,6 +107,28 @@ class FerrymanApp(App[None]):
         self.errors.append(line)
         self.notify(line, title=f"{op} failed", severity="error", timeout=8, markup=False)
 
+    # --- quitting --------------------------------------------------------------------------
+
+    def migration_in_flight(self) -> Screen | None:
+        """The live view of a migration that has not ended, if any (the newest)."""
+        from tui.screens.migration import MigrationScreen
+
+        for s in reversed(self.screen_stack):
+            if isinstance(s, MigrationScreen) and s.in_flight:
+                return s
+        return None
+
+    async def action_quit(self) -> None:
+        """q, ctrl+q, ctrl+c and the palette's Quit: at once, unless a migration runs. Then
+        ask first: before the commit, roll it back and quit when the rollback has ended;
+        after it, quit when the move has ended. Quitting at once would leave a half-done
+        move (a twin, images, the lock) behind."""
+        view = self.migration_in_flight()
+        if view is None:
+            self.exit()
+            return
+        view.ask_to_quit()  # type: ignore[attr-defined]
+
     # --- navigation ----------------------------------------------------------------------
 
     def hosts_screen(self) -> Screen | None:
@@ -108,10 +143,27 @@ class FerrymanApp(App[None]):
         """Follow a new migration in the live view, on top of the hosts screen."""
         from tui.screens.migration import MigrationScreen
 
-        base = self.hosts_screen()
-        while base is not None and self.screen is not base and len(self.screen_stack) > 2:
-            self.pop_screen()
+        if not self.back_to_hosts():
+            return
         self.push_screen(MigrationScreen(request))
+
+    def back_to_hosts(self) -> Screen | None:
+        """Close the screens above the hosts screen, and return it; None (and nothing
+        closed) when that would close the live view of a migration still running: closing
+        it would stop following the migration."""
+        s = self.hosts_screen()
+        if s is None:
+            return None
+        running = self.migration_in_flight()
+        if running is not None:
+            self.notify(
+                "A migration is running: wait for its end (or abort it) first",
+                severity="warning",
+            )
+            return None
+        while self.screen is not s and len(self.screen_stack) > 2:
+            self.pop_screen()
+        return s
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
@@ -129,6 +181,17 @@ class FerrymanApp(App[None]):
 
         if isinstance(self.screen, HistoryScreen):
             return
+        # One history: from a screen opened from it (a past migration, its doctor), h goes
+        # back to it, and esc from it then returns where it was first opened from.
+        open_ = [s for s in self.screen_stack if isinstance(s, HistoryScreen)]
+        if open_:
+            from tui.screens.migration import MigrationScreen
+
+            above = self.screen_stack[self.screen_stack.index(open_[-1]) + 1 :]
+            if not any(isinstance(s, MigrationScreen) and s.in_flight for s in above):
+                while self.screen is not open_[-1]:
+                    self.pop_screen()
+                return
         try:
             entries = self.backend.history()
         except Exception as e:  # noqa: BLE001 - a broken journal must not close the console
@@ -142,20 +205,46 @@ class FerrymanApp(App[None]):
             s.action_refresh()  # type: ignore[attr-defined]
 
     def action_migrate_selected(self) -> None:
-        s = self.hosts_screen()
+        s = self.back_to_hosts()
         if s is None:
             return
-        while self.screen is not s:
-            self.pop_screen()
         s.action_migrate()  # type: ignore[attr-defined]
 
     def action_filter_containers(self) -> None:
-        s = self.hosts_screen()
+        s = self.back_to_hosts()
         if s is None:
             return
-        while self.screen is not s:
-            self.pop_screen()
         s.action_filter()  # type: ignore[attr-defined]
+
+    def migrate_to(self, host: str, container_id: str, target: str) -> None:
+        """The palette's "migrate X → H": the migrate dialog for it, on the hosts screen."""
+        s = self.back_to_hosts()
+        if s is None:
+            return
+        s.migrate_container(host, container_id, target)  # type: ignore[attr-defined]
+
+    def check_host(self, host: str) -> None:
+        from tui.screens.check import HostCheckScreen
+
+        self.push_screen(HostCheckScreen(host))
+
+    def action_show_hosts(self) -> None:
+        self.back_to_hosts()
+
+    def action_last_doctor(self) -> None:
+        """The doctor of the newest migration in the journal that did not succeed."""
+        from tui.screens.doctor import DoctorScreen
+
+        try:
+            entries = self.backend.history()
+        except Exception as e:  # noqa: BLE001 - a broken journal must not close the console
+            self.notify(f"read history: {e}", severity="error", markup=False)
+            return
+        failed = [e for e in entries if e.result not in ("succeeded", "running")]
+        if not failed:
+            self.notify("No failed migration in the journal")
+            return
+        self.push_screen(DoctorScreen(None, entry=max(failed, key=lambda e: e.started)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield SystemCommand(
@@ -167,11 +256,13 @@ class FerrymanApp(App[None]):
         yield SystemCommand("Keys", "Every key of every screen", self.action_help)
         for name in ("abort", "doctor"):
             if screen.check_action(name, ()) and hasattr(screen, f"action_{name}"):
-                label = {"abort": "Abort migration", "doctor": "Restore doctor"}[name]
+                label = {"abort": "Abort migration", "doctor": "Doctor of this failure"}[name]
                 yield SystemCommand(
                     label, f"{label} (this screen)", getattr(screen, f"action_{name}")
                 )
-        yield from super().get_system_commands(screen)
+        for cmd in super().get_system_commands(screen):
+            if cmd.title != "Keys":  # Textual's own keys panel: ours is the help above
+                yield cmd
 
     def status_line(self) -> Text:
         return Text(self.title)

@@ -30,9 +30,56 @@ def size(n: float | None) -> str:
 
 
 def rate(bps: float | None) -> str:
+    """Bytes per second in the same binary units as sizes: MiB/s next to MiB."""
     if not bps:
         return "—"
-    return humanize.naturalsize(bps, binary=False, format="%.1f") + "/s"
+    return humanize.naturalsize(bps, binary=True, format="%.1f") + "/s"
+
+
+def plural(n: int, word: str, many: str = "") -> str:
+    """`1 container`, `2 containers`."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def cause_text(cause: str, style: str = "") -> Text:
+    """A failure's cause as text: runc's log lines replaced by their message (literal
+    `\\n` made line breaks), each line inert."""
+    from core.runc_text import lines
+
+    t = Text(style=style)
+    for i, line in enumerate(lines(cause) or [cause]):
+        if i:
+            t.append("\n  ")
+        t.append(inert(line))
+    return t
+
+
+DOCTOR_NAMES = {
+    "precopy": "pre-copy doctor",
+    "checkpoint": "checkpoint doctor",
+    "restore": "restore doctor",
+    "lazy": "post-copy doctor",
+}
+
+
+def doctor_name(phase: str) -> str:
+    """The doctor is named after the phase that failed (a dump failure is no restore's)."""
+    return DOCTOR_NAMES.get(phase, f"{phase} doctor" if phase else "doctor")
+
+
+def where_text(running_on: str, rolled_back: object = None) -> Text:
+    """Where the container runs after a failure, as the events say; never a guess."""
+    if running_on == "nowhere":
+        return Text("the container runs nowhere: it is stopped on both hosts", style="bold red")
+    if running_on == "BOTH":
+        return Text("the container runs on BOTH hosts: stop one", style="bold red reverse")
+    if not running_on:
+        return Text(
+            "where the container runs is not known: the rollback did not finish "
+            "(`ferryman recover` finishes it)",
+            style="bold red",
+        )
+    return Text(f"the container runs on {running_on}", style="bold")
 
 
 def duration(s: float | None) -> str:

@@ -24,6 +24,7 @@ from core.events import (
     ThrottleChanged,
     Warning,
 )
+from core.outcome import Outcome
 
 PHASES: tuple[str, ...] = tuple(p.value for p in Phase if p is not Phase.ROLLBACK)
 PAST_COMMIT = ("commit", "cleanup")
@@ -65,6 +66,8 @@ class Progress:
     failed: MigrationFailed | None = None
     succeeded: MigrationSucceeded | None = None
     stream_lost: str = ""
+    outcome: Outcome = field(default_factory=Outcome)  # totals, as history computes them
+    warnings: list[str] = field(default_factory=list)  # the engine's warnings, as said
 
     @property
     def frozen(self) -> bool:
@@ -77,6 +80,14 @@ class Progress:
     @property
     def finished(self) -> bool:
         return self.failed is not None or self.succeeded is not None or bool(self.stream_lost)
+
+    @property
+    def strategy(self) -> str:
+        return self.started.strategy if self.started is not None else ""
+
+    @property
+    def has_rounds(self) -> bool:
+        return self.strategy in ("pre-copy", "hybrid") or bool(self.rounds)
 
     @property
     def lazy_at_risk(self) -> bool:
@@ -96,6 +107,7 @@ class Progress:
 
     def apply(self, ev: Event, now: float) -> set[str]:
         """Fold one event in; returns what it changed."""
+        self.outcome.add(ev)
         if isinstance(ev, BytesMoved):
             self.bytes_phase = ev.phase
             self.bytes_total = ev.total_bytes
@@ -105,7 +117,10 @@ class Progress:
                 if len(self.rates) > 600:
                     del self.rates[:-300]
             return {BYTES}
-        if isinstance(ev, LogLine | Warning):
+        if isinstance(ev, Warning):
+            self.warnings.append(ev.text)
+            return {LOG, RESULT} if self.finished else {LOG}
+        if isinstance(ev, LogLine):
             return {LOG}
         if isinstance(ev, PhaseStarted):
             if self.current and self.phase_state.get(self.current) == "active":
@@ -160,7 +175,9 @@ class Progress:
             return {HEADER, PLAN}
         if isinstance(ev, MigrationFailed):
             self.failed = ev
-            if ev.phase in self.phase_state and ev.phase != "rollback":
+            if ev.phase in PHASES and ev.phase not in self.phase_state:
+                self.phase_state[ev.phase] = "failed"  # it failed before it said it began
+            elif ev.phase in self.phase_state and ev.phase != "rollback":
                 self.phase_state[ev.phase] = "failed"
             elif self.current and self.phase_state.get(self.current) == "active":
                 self.phase_state[self.current] = "failed"

@@ -10,7 +10,7 @@ import asyncio
 from core.events import RoundFinished
 from core.models import MigrationRequest
 from tui.app import FerrymanApp
-from tui.demo import FAILED_RESTORE, FIXED_NOW, PRECOPY, HoldBackend, replay
+from tui.demo import FAILED_RESTORE, FIXED_NOW, PRECOPY, RECORDINGS, HoldBackend, replay
 from tui.screens.doctor import DoctorScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.hosts import HostsScreen
@@ -18,6 +18,8 @@ from tui.screens.migrate_dialog import MigrateDialog
 from tui.screens.migration import MigrationScreen
 
 SIZE = (140, 45)
+SMALL = (120, 32)
+LAB = RECORDINGS / "lab-stop-and-copy.json"
 
 
 def make_app(backend) -> FerrymanApp:
@@ -59,6 +61,21 @@ def test_migrate_dialog_with_preflight(snap_compare):
     assert snap_compare(make_app(replay(PRECOPY)), terminal_size=SIZE, run_before=run_before)
 
 
+def test_migrate_dialog_at_120x32(snap_compare):
+    """The lab's hosts (no soft-dirty): pre-copy and hybrid ruled out, buttons on screen."""
+
+    async def run_before(pilot):
+        app = pilot.app
+        await until(pilot, lambda: isinstance(app.screen, HostsScreen))
+        await until(pilot, lambda: app.screen.query_one("#containers").row_count == 1)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateDialog))
+        await until(pilot, lambda: app.screen.checks is not None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(replay(LAB)), terminal_size=SMALL, run_before=run_before)
+
+
 def test_live_view_mid_precopy(snap_compare):
     backend = HoldBackend(
         replay(PRECOPY), hold=lambda ev: isinstance(ev, RoundFinished) and ev.round == 2
@@ -82,6 +99,19 @@ def test_live_view_finished(snap_compare):
         await finished(pilot)
 
     assert snap_compare(make_app(replay(PRECOPY)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_live_view_stop_and_copy_at_120x32(snap_compare):
+    """A recorded lab move, stop-and-copy: no rounds, the freeze over the budget, wrapped log."""
+
+    async def run_before(pilot):
+        app = pilot.app
+        await until(pilot, lambda: isinstance(app.screen, HostsScreen))
+        await until(pilot, lambda: app.screen.query_one("#containers").row_count == 1)
+        app.start_migration(MigrationRequest("workload", "host1", "host2", "stop-and-copy"))
+        await finished(pilot)
+
+    assert snap_compare(make_app(replay(LAB)), terminal_size=SMALL, run_before=run_before)
 
 
 def test_live_view_failed_and_rolled_back(snap_compare):

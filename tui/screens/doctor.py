@@ -17,7 +17,8 @@ from textual.widgets import RichLog, Static
 from core.events import Event, LogLine, MigrationFailed
 from core.journal import JournalEntry
 from core.models import MigrationRequest
-from tui.format import inert, inert_text
+from core.outcome import outcome_of
+from tui.format import cause_text, doctor_name, inert, inert_text, where_text
 from tui.screens.base import ReportsWorkerErrors
 from tui.strategy import STRATEGIES
 from tui.widgets.confirm import ConfirmScreen
@@ -25,6 +26,7 @@ from tui.widgets.footer import Footer
 
 MAX_LOG_BYTES = 8 * 1024 * 1024
 CONTEXT = 8  # lines shown around each error line in the main view
+RESTORE_PHASES = ("restore", "lazy", "verify")  # the images were complete: a hand restore
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +101,8 @@ def apply_option(request: MigrationRequest, option: str) -> tuple[MigrationReque
     name = opt.lstrip("-").replace("-", "_")
     fields = {f.name: f for f in dataclasses.fields(MigrationRequest)}
     if name in fields and isinstance(getattr(request, name), bool):
-        return dataclasses.replace(request, **{name: True}), opt
+        flag: dict[str, Any] = {name: True}
+        return dataclasses.replace(request, **flag), opt
     return request, f"the same settings ({opt} cannot be passed through a migration request)"
 
 
@@ -142,9 +145,9 @@ class LogScreen(Screen):
     LogScreen RichLog { border: round $panel; }
     """
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="log.back"),
-        Binding("j", "down", "Down", show=False, id="log.down"),
-        Binding("k", "up", "Up", show=False, id="log.up"),
+        Binding("escape", "app.pop_screen", "Back", id="log.back", tooltip="Back to the doctor"),
+        Binding("j", "down", "Down", show=False, id="log.down", tooltip="Scroll down"),
+        Binding("k", "up", "Up", show=False, id="log.up", tooltip="Scroll up"),
     ]
 
     def __init__(self, source: LogSource, errors: set[int]) -> None:
@@ -187,11 +190,20 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
     """
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="doctor.back"),
-        Binding("r", "retry", "Retry with fix", id="doctor.retry"),
-        Binding("k", "keep_images", "Keep images", id="doctor.keep"),
-        Binding("o", "open_log", "Full log", id="doctor.log"),
-        Binding("c", "copy_command", "Copy restore cmd", id="doctor.copy"),
+        Binding("escape", "app.pop_screen", "Back", id="doctor.back", tooltip="Back"),
+        Binding(
+            "r", "retry", "Retry with fix", id="doctor.retry",
+            tooltip="Migrate again, from where the container runs now, with the suggested fix",
+        ),
+        Binding(
+            "k", "keep_images", "Keep images", id="doctor.keep",
+            tooltip="Keep the checkpoint images of the retry (to look at them)",
+        ),
+        Binding("o", "open_log", "Full log", id="doctor.log", tooltip="The whole CRIU log"),
+        Binding(
+            "c", "copy_command", "Copy restore cmd", id="doctor.copy",
+            tooltip="After a failed restore: copy the command that restores it by hand",
+        ),
     ]
 
     def __init__(
@@ -222,7 +234,19 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
         self.kind = doctor.detect_kind(self.source.text) if self.source.text else "none"
         self.evidence = doctor.error_lines(self.source.text) if self.source.text else []
         self.diagnoses = doctor.diagnose(self.source.text) if self.source.text else []
-        self.command = restore_command(failure, entry, self.events)
+        self.phase = failure.phase if failure is not None else (entry.phase if entry else "")
+        self.outcome = outcome_of(self.events)
+        # a hand restore makes sense only where a restore failed: the images are complete
+        self.command = (
+            restore_command(failure, entry, self.events) if self.phase in RESTORE_PHASES else ""
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "copy_command":
+            return bool(self.command)
+        if action == "open_log":
+            return bool(self.source.text)
+        return True
 
     @property
     def retry_option(self) -> str:
@@ -242,7 +266,10 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
 
     def on_mount(self) -> None:
         log = self.query_one("#doctor-log", RichLog)
-        log.border_title = f"{self.kind} log · {self.source.where}"
+        if self.source.text:
+            log.border_title = f"{self.kind} log · {self.source.where}"
+        else:
+            log.border_title = "no CRIU log"
         self.query_one("#doctor-side").border_title = "diagnosis"
         errors = {e.line_no for e in self.evidence}
         lines = self.source.text.splitlines()
@@ -258,11 +285,15 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
             log.write(numbered(i, line, i in errors))
             prev = i
         if not lines:
-            log.write(Text("no log was found for this failure", style="dim"))
+            what = f"at {self.phase}" if self.phase else "here"
+            log.write(Text(f"This failure ({what}) left no CRIU log.", style="bold"))
+            log.write(Text("Its cause, from the migration, is on the right.", style="dim"))
+            return
         log.border_subtitle = f"{len(errors)} error lines"
 
     def summary(self) -> Text:
-        t = Text("Restore doctor", style="bold")
+        name = doctor_name(self.phase)
+        t = Text(name[:1].upper() + name[1:], style="bold")
         f, e = self.failure, self.entry
         who = e.container if e else (self.request.container if self.request else "")
         src = e.source if e else (self.request.source if self.request else "")
@@ -275,8 +306,8 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
             t.append(f"  ·  failed at {f.phase}", style="red")
             if f.host:
                 t.append(f" on {f.host}", style="red")
-            if f.running_on:
-                t.append(f"  ·  running on {f.running_on}", style="bold")
+            t.append("  ·  ")
+            t.append_text(where_text(self.outcome.running_on or f.running_on))
         return t
 
     def diagnosis_text(self) -> Text:
@@ -285,7 +316,7 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
             t.append("No known pattern matched this log.\n", style="yellow")
             if self.failure is not None:
                 t.append("\ncause  ", style="bold")
-                t.append_text(inert_text(self.failure.cause))
+                t.append_text(cause_text(self.failure.cause))
                 if self.failure.fix:
                     t.append("\nfix    ", style="bold")
                     t.append_text(inert_text(self.failure.fix))
@@ -309,6 +340,10 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
     def actions_text(self) -> Text:
         t = Text()
         req = self.retry_request()
+        if req is None and self.request is not None:
+            t.append("no retry: ", style="bold")
+            t.append_text(inert_text(self.no_retry_reason(), "dim"))
+            t.append("\n")
         if req is not None:
             t.append("r ", style="bold")
             _, meaning = apply_option(req, self.retry_option)
@@ -319,17 +354,44 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
             t.append_text(inert_text(self.command, "cyan"))
         return t
 
+    def where_now(self) -> str:
+        """Where the container runs now, as the migration's last events say."""
+        f = self.failure
+        return self.outcome.running_on or (f.running_on if f is not None else "")
+
+    def no_retry_reason(self) -> str:
+        r, where = self.request, self.where_now()
+        if r is None:
+            return "the original request is unknown"
+        if self.failure is not None and not where:
+            return "where the container runs is not known: `ferryman recover` first"
+        if where in ("nowhere", "BOTH"):
+            return f"the container runs {'nowhere' if where == 'nowhere' else 'on both hosts'}"
+        if where == r.target:
+            return f"it runs on {r.target} already"
+        return ""
+
     def retry_request(self) -> MigrationRequest | None:
-        if self.request is None:
+        """The same move again, from where the container runs now (never from a host it
+        has left), with the images kept or not."""
+        if self.request is None or self.no_retry_reason():
             return None
-        return dataclasses.replace(self.request, keep_images=self.keep_images)
+        where = self.where_now()
+        base = self.request
+        if where and where != base.source:
+            base = dataclasses.replace(base, source=where)
+        return dataclasses.replace(base, keep_images=self.keep_images)
 
     # --- actions --------------------------------------------------------------------------
 
     def action_retry(self) -> None:
         base = self.retry_request()
         if base is None:
-            self.notify("Nothing to retry: the original request is unknown", severity="warning")
+            self.notify(
+                inert(f"Nothing to retry: {self.no_retry_reason()}"),
+                severity="warning",
+                markup=False,
+            )
             return
         request, meaning = apply_option(base, self.retry_option)
         msg = Text("Retry ")
@@ -353,7 +415,9 @@ class DoctorScreen(ReportsWorkerErrors, Screen):
 
     def action_copy_command(self) -> None:
         if not self.command:
-            self.notify("No restore command known for this migration", severity="warning")
+            self.notify(
+                "A restore command is offered after a failed restore only", severity="warning"
+            )
             return
         self.app.copy_to_clipboard(self.command)
         self.notify(self.command, title="Copied restore command", markup=False)

@@ -12,7 +12,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from core.journal import JournalEntry
-from tui.format import duration, inert_text, size
+from core.outcome import Outcome, outcome_of
+from tui.format import cause_text, doctor_name, duration, inert_text, size, where_text
 from tui.screens.base import ReportsWorkerErrors
 from tui.widgets.footer import Footer
 
@@ -30,6 +31,30 @@ def when(t: float | None) -> str:
     return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def entry_outcome(e: JournalEntry) -> Outcome:
+    return outcome_of(e.typed_events())
+
+
+def took_of(e: JournalEntry) -> float | None:
+    return (e.finished - e.started) if e.finished else None
+
+
+def running_on(e: JournalEntry) -> str:
+    """Where the container runs after this move: what its events say. Recovery changes the
+    journal without an event: then the journal's word."""
+    if e.result == "recovered":
+        return e.running_on
+    o = entry_outcome(e)
+    if o.failed is not None or o.succeeded is not None or o.rolled_back is not None:
+        return o.running_on
+    return e.running_on
+
+
+def failure_phase(e: JournalEntry) -> str:
+    o = entry_outcome(e)
+    return o.failed.phase if o.failed is not None else e.phase
+
+
 class HistoryScreen(ReportsWorkerErrors, Screen):
     DEFAULT_CSS = """
     HistoryScreen #history { height: 1fr; border: round $panel; }
@@ -37,12 +62,12 @@ class HistoryScreen(ReportsWorkerErrors, Screen):
     """
 
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", id="history.down"),
-        Binding("k", "cursor_up", "Up", id="history.up"),
-        Binding("enter", "open", "Open", show=False, id="history.open"),
-        Binding("o", "open", "Open", id="history.open-key"),
-        Binding("d", "doctor", "Doctor", id="history.doctor"),
-        Binding("escape", "app.pop_screen", "Back", id="history.back"),
+        Binding("j", "cursor_down", "Down", id="history.down", tooltip="Next migration"),
+        Binding("k", "cursor_up", "Up", id="history.up", tooltip="Previous migration"),
+        Binding("enter", "open", "Open", show=False, id="history.open", tooltip="Open it: its phases, rounds, freeze and log"),
+        Binding("o", "open", "Open", id="history.open-key", tooltip="Open it: its phases, rounds, freeze and log"),
+        Binding("d", "doctor", "Doctor", id="history.doctor", tooltip="The doctor of a failed migration"),
+        Binding("escape", "app.pop_screen", "Back", id="history.back", tooltip="Back where you came from"),
     ]
 
     def __init__(self, entries: list[JournalEntry]) -> None:
@@ -71,17 +96,18 @@ class HistoryScreen(ReportsWorkerErrors, Screen):
         ):
             table.add_column(col, key=col)
         for e in self.entries.values():
-            took = (e.finished - e.started) if e.finished else None
+            o = entry_outcome(e)
+            moved = o.bytes or e.bytes_moved
             table.add_row(
                 when(e.started),
                 inert_text(e.container, "bold"),
                 f"{e.source} → {e.target}",
                 e.strategy,
                 Text(e.result, style=RESULT_STYLE.get(e.result, "")),
-                e.phase,
+                o.failed.phase if o.failed is not None else e.phase,  # where it failed
                 duration(e.freeze.get("total_s")) if e.freeze else "—",
-                size(e.bytes_moved) if e.bytes_moved else "—",
-                duration(took),
+                size(moved) if moved else "—",
+                duration(o.seconds if o.seconds is not None else took_of(e)),
                 key=e.migration_id,
             )
         if not self.entries:
@@ -104,23 +130,34 @@ class HistoryScreen(ReportsWorkerErrors, Screen):
             return
         t = Text()
         t.append(e.migration_id, style="bold")
-        t.append(f"   running on {e.running_on or '?'}", style="bold")
+        t.append("   ")
+        t.append_text(where_text(running_on(e)))
         if e.cause:
             t.append("\ncause: ", style="bold red")
-            t.append_text(inert_text(e.cause))
+            t.append_text(cause_text(e.cause))
         if e.phases:
             t.append("\nphases: ", style="dim")
             t.append(" · ".join(f"{p['phase']} {duration(p['seconds'])}" for p in e.phases))
         if e.freeze:
             f = e.freeze
             t.append("\nfreeze: ", style="dim")
-            t.append(
-                f"{duration(f.get('total_s'))} = dump {duration(f.get('dump_s'))} + transfer "
-                f"{duration(f.get('transfer_s'))} + restore {duration(f.get('restore_s'))}"
-            )
+            t.append(duration(f.get("total_s")))
+            if e.result == "succeeded":
+                t.append(
+                    f" = dump {duration(f.get('dump_s'))} + transfer "
+                    f"{duration(f.get('transfer_s'))} + restore {duration(f.get('restore_s'))}"
+                )
+            else:  # the freeze of a rollback: only what was measured
+                parts = [
+                    f"{name} {duration(f.get(k))}"
+                    for name, k in (("dump", "dump_s"), ("transfer", "transfer_s"), ("resume", "restore_s"))
+                    if f.get(k)
+                ]
+                t.append(" (rolled back" + (": " + " + ".join(parts) if parts else "") + ")")
         t.append("\nenter opens it", style="dim italic")
+        failure = failure_phase(e)
         if e.result != "succeeded":
-            t.append(" · d opens the restore doctor", style="dim italic")
+            t.append(f" · d opens the {doctor_name(failure)}", style="dim italic")
         self.query_one("#history-detail", Static).update(t)
 
     @on(DataTable.RowSelected, "#history")

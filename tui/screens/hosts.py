@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input, Static
 
 from core.models import ContainerInfo, HostFacts, HostState, HostStatus, MigrationRequest
 from tui.errors import operation
-from tui.format import inert, inert_text, size, uptime
+from tui.format import inert, inert_text, plural, size, uptime
 from tui.screens.base import ReportsWorkerErrors
 from tui.widgets.footer import Footer
 
@@ -71,13 +71,13 @@ class HostsScreen(ReportsWorkerErrors, Screen):
     """
 
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", id="hosts.down"),
-        Binding("k", "cursor_up", "Up", id="hosts.up"),
-        Binding("/", "filter", "Filter", id="hosts.filter"),
-        Binding("m", "migrate", "Migrate", id="hosts.migrate"),
-        Binding("enter", "migrate", "Migrate", show=False, id="hosts.open"),
-        Binding("r", "refresh", "Refresh", id="hosts.refresh"),
-        Binding("escape", "clear_filter", "Clear filter", show=False, id="hosts.clear-filter"),
+        Binding("j", "cursor_down", "Down", id="hosts.down", tooltip="Next container"),
+        Binding("k", "cursor_up", "Up", id="hosts.up", tooltip="Previous container"),
+        Binding("/", "filter", "Filter", id="hosts.filter", tooltip="Filter the containers by name, image, host, state"),
+        Binding("m", "migrate", "Migrate", id="hosts.migrate", tooltip="Migrate the selected container (a dialog; nothing moves before a yes)"),
+        Binding("enter", "migrate", "Migrate", show=False, id="hosts.open", tooltip="Migrate the selected container (a dialog; nothing moves before a yes)"),
+        Binding("r", "refresh", "Refresh", id="hosts.refresh", tooltip="List hosts and containers again (the cursor stays on its container)"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="hosts.clear-filter", tooltip="Clear the filter"),
     ]
 
     def __init__(self) -> None:
@@ -136,17 +136,27 @@ class HostsScreen(ReportsWorkerErrors, Screen):
                 self.hosts[name] = HostStatus(
                     name, h.address, HostState.UNREACHABLE, "no longer reported", h.facts
                 )
+        self._ended_seen = getattr(self.app, "migrations_ended", 0)
         self.render_hosts()
         self.render_containers()
         clock = self.app.clock  # type: ignore[attr-defined]
         up = sum(1 for h in self.hosts.values() if h.state == HostState.UP)
         self.query_one("#status", Static).update(
             Text(
-                f"{up}/{len(self.hosts)} hosts up · {self.container_count()} containers"
+                f"{up}/{len(self.hosts)} hosts up · {plural(self.container_count(), 'container')}"
                 f" · refreshed {_clock_text(clock())}",
                 style="dim",
             )
         )
+
+    _ended_seen = 0
+
+    def on_screen_resume(self) -> None:
+        """Back on the hosts: a migration that ended meanwhile changed them: list again."""
+        if getattr(self.app, "migrations_ended", 0) != self._ended_seen:
+            self.action_refresh()
+        elif self.is_mounted and self.hosts:
+            self.render_containers()  # the marks of migrations in flight
 
     def container_count(self) -> int:
         return sum(len(v) for v in self.containers.values())
@@ -174,17 +184,46 @@ class HostsScreen(ReportsWorkerErrors, Screen):
                     out.append(c)
         return out
 
+    def moving(self) -> dict[tuple[str, str], str]:
+        """(host, container) -> target, of the migrations this console follows now."""
+        from tui.screens.migration import MigrationScreen
+
+        out = {}
+        for s in self.app.screen_stack:
+            if isinstance(s, MigrationScreen) and s.in_flight:
+                src, dst = s.hosts_of()
+                name = s.progress.started.container if s.progress.started else (
+                    s.request.container if s.request else ""
+                )
+                out[(src, name)] = dst
+        return out
+
+    def busy(self, c: ContainerInfo) -> str:
+        """Why the container is busy (in migration here, locked by another), or ""."""
+        target = self.moving().get((c.host, c.name)) or self.moving().get((c.host, c.id))
+        if target:
+            return f"⇄ moving to {target}"
+        locked = getattr(c, "locked_by", "")  # when the backend can tell (a lock's owner)
+        if locked:
+            return f"locked: {locked}"
+        return ""
+
     def render_containers(self) -> None:
         table = self.query_one("#containers", DataTable)
         selected = self.selected_key()
+        selected_c = self.selected_container() or self._cursor_on
+        selected_row = table.cursor_row
         clock = self.app.clock  # type: ignore[attr-defined]
         now = clock()
         table.clear()
         for c in self.visible_containers():
             host = self.hosts.get(c.host)
             host_up = host is not None and host.state == HostState.UP
+            busy = self.busy(c) if host_up else ""
             if not host_up:
                 mark = Text(f"✗ {c.host} is {host.state.value if host else 'gone'}", "red")
+            elif busy:
+                mark = inert_text(busy, "bold magenta")
             elif c.migratable:
                 mark = Text("✓", style="green")
             else:
@@ -200,11 +239,21 @@ class HostsScreen(ReportsWorkerErrors, Screen):
                 mark,
                 key=container_key(c),
             )
-        if selected is not None:
-            try:
-                table.move_cursor(row=table.get_row_index(selected), animate=False)
-            except Exception:  # noqa: BLE001 - the row went away (filtered or removed)
-                pass
+        # The cursor stays on the same container: by its id, else by its name (moved to
+        # another host, it has a new id), else on the same row.
+        row = None
+        if selected is not None and table.is_valid_row_index(0):
+            keys = [container_key(c) for c in self.visible_containers()]
+            if selected in keys:
+                row = keys.index(selected)
+            elif selected_c is not None:
+                names = [c.name for c in self.visible_containers()]
+                if selected_c.name in names:
+                    row = names.index(selected_c.name)
+        if row is None and table.row_count:
+            row = min(selected_row, table.row_count - 1)
+        if row is not None:
+            table.move_cursor(row=row, animate=False)
         table.border_subtitle = f"filter: {self.filter_text}" if self.filter_text else ""
 
     def selected_key(self) -> str | None:
@@ -257,6 +306,14 @@ class HostsScreen(ReportsWorkerErrors, Screen):
             self.remove_class("-filtering")
         self.query_one("#containers", DataTable).focus()
 
+    _cursor_on: ContainerInfo | None = None  # the container under the cursor, as last seen
+
+    @on(DataTable.RowHighlighted, "#containers")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        c = self.selected_container()
+        if c is not None:
+            self._cursor_on = c
+
     @on(DataTable.RowSelected, "#containers")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_migrate()
@@ -275,13 +332,39 @@ class HostsScreen(ReportsWorkerErrors, Screen):
                 inert(f"{c.name} cannot move: {c.why_not}"), severity="warning", markup=False
             )
             return
+        busy = self.busy(c)
+        if busy:
+            self.notify(inert(f"{c.name}: {busy}"), severity="warning", markup=False)
+            return
+        self.open_dialog(c)
+
+    def open_dialog(self, c: ContainerInfo, target: str | None = None) -> None:
         from tui.screens.migrate_dialog import MigrateDialog
 
         def chosen(request: MigrationRequest | None) -> None:
             if request is not None:
                 self.app.start_migration(request)  # type: ignore[attr-defined]
 
-        self.app.push_screen(MigrateDialog(c, list(self.hosts.values())), chosen)
+        self.app.push_screen(MigrateDialog(c, list(self.hosts.values()), target=target), chosen)
+
+    def migrate_container(self, host: str, container_id: str, target: str) -> None:
+        """The palette's "migrate X → H": select X, and its dialog with H chosen."""
+        keys = [container_key(c) for c in self.visible_containers()]
+        key = f"{host}/{container_id}"
+        if key not in keys and self.filter_text:
+            self.action_clear_filter()
+            keys = [container_key(c) for c in self.visible_containers()]
+        if key in keys:
+            self.query_one("#containers", DataTable).move_cursor(row=keys.index(key))
+        c = next((c for c in self.containers.get(host, []) if c.id == container_id), None)
+        if c is None:
+            self.notify("That container is no longer listed", severity="warning")
+            return
+        busy = self.busy(c)
+        if busy:
+            self.notify(inert(f"{c.name}: {busy}"), severity="warning", markup=False)
+            return
+        self.open_dialog(c, target)
 
 
 def _clock_text(t: float) -> str:

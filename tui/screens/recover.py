@@ -37,8 +37,8 @@ class RecoverScreen(ModalScreen[bool]):
     """
 
     BINDINGS = [
-        Binding("y", "recover", "Recover", id="recover.yes"),
-        Binding("n,escape", "later", "Later", id="recover.later"),
+        Binding("y", "recover", "Recover", id="recover.yes", tooltip="Recover the unfinished migrations now"),
+        Binding("n,escape", "later", "Later", id="recover.later", tooltip="Later: they stay in the journal"),
     ]
 
     def __init__(self, items: list[Pending]) -> None:

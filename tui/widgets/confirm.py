@@ -16,7 +16,7 @@ class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > #confirm {
-        width: 72; height: auto; padding: 1 2;
+        width: 90; max-width: 100%; height: auto; max-height: 100%; padding: 1 2;
         border: thick $warning; background: $surface;
     }
     ConfirmScreen #confirm-title { text-style: bold; margin-bottom: 1; }
@@ -25,9 +25,9 @@ class ConfirmScreen(ModalScreen[bool]):
     """
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n", "answer(False)", "No", id="confirm.no"),
-        Binding("escape", "answer(False)", "Back", id="confirm.back"),
+        Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Yes"),
+        Binding("n", "answer(False)", "No", id="confirm.no", tooltip="No"),
+        Binding("escape", "answer(False)", "Back", id="confirm.back", tooltip="No"),
     ]
 
     def __init__(

@@ -22,6 +22,7 @@ class FreezeTimer(Vertical):
     FreezeTimer.-frozen { border: round $error; }
     FreezeTimer.-frozen > Digits { color: $error; }
     FreezeTimer.-done > Digits { color: $success; }
+    FreezeTimer.-back > Digits { color: $warning; }
     """
 
     def __init__(self, clock: Callable[[], float], **kwargs) -> None:
@@ -54,29 +55,40 @@ class FreezeTimer(Vertical):
         elapsed = max(0.0, self._clock() - self._since)
         self.query_one("#freeze-digits", Digits).update(f"{elapsed:.3f}")
 
-    def stop(self, ended: FreezeEnded) -> None:
+    def stop(self, ended: FreezeEnded, source: str = "", target: str = "") -> None:
+        """The freeze ended: on the target (moved), or on the source (rolled back). The
+        split is shown for a move; after a rollback only the parts that were measured."""
         self.final = ended
         if self._ticker is not None:
             self._ticker.pause()
         self.remove_class("-frozen")
-        self.add_class("-done")
-        where = "on the target" if ended.where == "target" else f"on the {ended.where}"
+        moved = ended.where in ("target", target) and ended.where != source
+        self.set_class(moved, "-done")
+        self.set_class(not moved, "-back")
+        host = target if ended.where == "target" else source if ended.where == "source" else ""
+        host = host or ended.where
+        where = f"on {host}" if moved else f"on {host}, where it was (rolled back)"
         self.query_one("#freeze-label", Static).update(
             Text.assemble(
                 ("freeze ", "bold"), (duration(ended.total_s), "bold"), f" — running again {where}"
             )
         )
         self.query_one("#freeze-digits", Digits).update(f"{ended.total_s:.3f}")
-        split = Text()
-        for name, s in (
+        parts = (
             ("dump", ended.dump_s),
             ("transfer", ended.transfer_s),
-            ("restore", ended.restore_s),
-        ):
+            ("restore" if moved else "resume", ended.restore_s),
+        )
+        split = Text()
+        for name, s in parts:
+            if not moved and not s:
+                continue  # not measured in a rollback: no "0 ms"
             if split:
                 split.append(" · ", style="dim")
             split.append(f"{name} ", style="dim")
             split.append(duration(s), style="bold")
+        if not moved and not split:
+            split.append("not moved: no split", style="dim")
         self.query_one("#freeze-split", Static).update(split)
 
     @property

@@ -27,7 +27,20 @@ class PhaseStepper(Static):
     @staticmethod
     def render_steps(progress: Progress) -> Text:
         out = Text()
-        steps = [(p, progress.state_of(p)) for p in PHASES]
+        strategy = progress.strategy
+        uses = {
+            "precopy": strategy in ("pre-copy", "hybrid"),
+            "lazy": strategy in ("post-copy", "hybrid"),
+        }
+        steps = []
+        failed = progress.failed is not None or progress.rollback is not None
+        for p in PHASES:
+            state = progress.state_of(p)
+            if p in uses and strategy and not uses[p] and state in ("pending", "skipped"):
+                continue  # a phase this strategy has not: not shown (it fits 120 columns)
+            if failed and state == "pending":
+                continue  # after a failure the rest will not run: the rollback follows
+            steps.append((p, state))
         if progress.rollback is not None or "rollback" in progress.phase_state:
             if progress.rolled_back is not None:
                 state = "done" if progress.rolled_back.ok else "failed"
