@@ -85,12 +85,25 @@ def thaw_cmd(
     ]
 
 
+def frozen_seconds(stamps: str) -> float | None:
+    """The freeze from FROZEN_FROM's and FROZEN_TO's text (`cat` of both, in that order)."""
+    try:
+        t0, t1 = (int(x) for x in stamps.split())
+    except ValueError:
+        return None
+    return (t1 - t0) / 1e9 if t1 >= t0 else None
+
+
 def thaw_status(output: str) -> str:
     """The state `thaw_cmd` printed (`running`, `paused`, `stopped`, `gone`, ...)."""
     for line in reversed(output.strip().splitlines()):
         if line.startswith("STATUS "):
             return line.split(" ", 1)[1].strip() or "gone"
     return "gone"
+
+
+FROZEN_FROM = "frozen-from"  # in the work folder: `date +%s%N` once the pause has frozen it
+FROZEN_TO = "frozen-to"  # ... and when the dump has ended
 
 
 def under_conf_lock(
@@ -105,15 +118,24 @@ def under_conf_lock(
     wait is not downtime) and lets go as soon as CRIU has its options.
 
     `first`: a command run just before the dump, once the lock is held (`runc pause`:
-    the freeze starts after the wait for the lock, never before).
+    the freeze starts after the wait for the lock, never before); the host's clock when
+    it has returned (the tasks are frozen) and when the dump has ended go to FROZEN_FROM
+    and FROZEN_TO in `work_path`: the freeze, measured on the source itself (runc's own
+    start-up before the pause is not downtime).
     """
     q = remote.quote
     log = f"{work_path}/dump.log"
-    run = f"{q(first)} && {q(argv)}" if first else q(argv)
+    run = q(argv)
+    if first:
+        t0, t1 = q([f"{work_path}/{FROZEN_FROM}"]), q([f"{work_path}/{FROZEN_TO}"])
+        run = (
+            f"{q(first)} && date +%s%N > {t0} && {q(argv)}; "
+            f"rc=$?; date +%s%N > {t1}; exit $rc"
+        )
     return (
         f"mkdir -p {q([lock.rsplit('/', 1)[0]])} && exec 9>{q([lock])} && "
         f"{{ flock -w 120 9 || {{ echo 'the runc.conf lock ({lock}) stayed busy for 120 s' >&2; exit 75; }}; }}; "
-        f"{{ {run}; }} 9>&- & rp=$!; "
+        f"( {run} ) 9>&- & rp=$!; "
         f"for _ in $(seq 1000); do [ -s {q([log])} ] && break; kill -0 $rp 2>/dev/null || break; sleep 0.01; done; "
         f"exec 9>&-; wait $rp"
     )

@@ -996,6 +996,28 @@ class Migration:
         )
         return frozen
 
+    async def _paused_part_of_dump(self, wall_s: float) -> float:
+        """A source frozen by `runc pause`: frozen from the pause (before CRIU starts) to
+        the dump's end, as the source's own clock saw it (core/engine/checkpoint.py)."""
+        c = self.ctx
+        w = f"{c.src_dir}/work"
+        r = await self.src.ssh.run(
+            remote.quote(["cat", f"{w}/{checkpoint.FROZEN_FROM}", f"{w}/{checkpoint.FROZEN_TO}"]),
+            check=False,
+            timeout=30,
+        )
+        frozen = checkpoint.frozen_seconds(r.stdout)
+        if frozen is None:
+            self.log(self.src.name, "no pause time stamps: the freeze counts the whole command")
+            return wall_s
+        frozen = min(wall_s, frozen)
+        self.log(
+            self.src.name,
+            f"dump: {wall_s * 1000:.0f} ms in all, {frozen * 1000:.0f} ms frozen (from the "
+            "end of runc pause to the dump's end)",
+        )
+        return frozen
+
     async def _transfer(self) -> None:
         c = self.ctx
         async with self.phase(Phase.TRANSFER):
@@ -1048,13 +1070,7 @@ class Migration:
                 if self.strategy in LAZY:
                     c.dump_s = await self._frozen_part_of_lazy_dump(c.t_dump_end - c.t_fire)
                 elif c.src_paused:
-                    # Frozen from `runc pause` on, before CRIU starts: all of the command.
-                    c.dump_s = c.t_dump_end - c.t_fire
-                    self.log(
-                        self.src.name,
-                        f"dump: {c.dump_s * 1000:.0f} ms from the pause to the dump's end, "
-                        "all of it frozen",
-                    )
+                    c.dump_s = await self._paused_part_of_dump(c.t_dump_end - c.t_fire)
                 else:
                     c.dump_s = await self._frozen_part_of_dump(c.t_dump_end - c.t_fire)
             except (HostError, EngineError) as e:

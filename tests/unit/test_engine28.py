@@ -186,6 +186,10 @@ def test_the_pause_comes_after_the_lock_and_before_the_dump(tmp_path):
     holder.wait()
     assert p.returncode == 4
     assert log.read_text().split() == ["pause", "dump"]
+    stamps = (work / checkpoint.FROZEN_FROM).read_text() + (work / checkpoint.FROZEN_TO).read_text()
+    frozen = checkpoint.frozen_seconds(stamps)
+    assert frozen is not None and 0 <= frozen < 1  # from just before the pause, after the lock
+    assert checkpoint.frozen_seconds("") is None and checkpoint.frozen_seconds("5 3") is None
     failed_pause = ["sh", "-c", "exit 9"]
     p = subprocess.run(["bash", "-c", checkpoint.under_conf_lock(dump, str(work), str(lock), first=failed_pause)])
     assert p.returncode == 9 and log.read_text().split() == ["pause", "dump"]  # no dump after it
