@@ -129,8 +129,8 @@ def under_conf_lock(
     if first:
         t0, t1 = q([f"{work_path}/{FROZEN_FROM}"]), q([f"{work_path}/{FROZEN_TO}"])
         run = (
-            f"{q(first)} && date +%s%N > {t0} && {q(argv)}; "
-            f"rc=$?; date +%s%N > {t1}; exit $rc"
+            f"{q(remote.mkdir_private(work_path))} && {q(first)} && date +%s%N > {t0} && "
+            f"{q(argv)}; rc=$?; date +%s%N > {t1} 2>/dev/null; exit $rc"
         )
     return (
         f"mkdir -p {q([lock.rsplit('/', 1)[0]])} && exec 9>{q([lock])} && "

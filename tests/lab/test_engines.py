@@ -150,6 +150,7 @@ def test_the_workload_moves_across_20_10_and_28(fleet, workload_on_host1, strate
 
 @pytest.fixture()
 def app_network(fleet):
+    _clean(fleet, APP)
     for h in fleet.values():
         docker(h, "network", "rm", NET, check=False)
         docker(h, "network", "create", "--subnet", "172.31.92.0/24", NET)

@@ -174,9 +174,10 @@ def test_thaw_of_a_gone_container_says_gone(tmp_path):
 
 def test_the_pause_comes_after_the_lock_and_before_the_dump(tmp_path):
     lock, work, log = tmp_path / "l", tmp_path / "w", tmp_path / "order"
-    work.mkdir()
+    # the work folder is made first (runc would make it only later: the stamps go there)
     pause = ["sh", "-c", f"echo pause >> {log}"]
     dump = ["sh", "-c", f"echo dump >> {log}; echo x > {work}/dump.log; exit 4"]
+    assert not work.exists()
     # the lock is busy for a moment: neither runs before it is free
     holder = subprocess.Popen(["flock", str(lock), "sleep", "0.5"])
     import time
