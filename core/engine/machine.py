@@ -249,7 +249,7 @@ class Migration:
             r = await host.ssh.run(command, timeout=timeout)
         except CommandError as e:
             said = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
-            last = said[-1] if said else f"exit status {e.status}"
+            last = _telling_line(said) or f"exit status {e.status}"
             raise MigrationError(
                 f"{what or 'a command'} failed on {host.name}: {last}", host=host.name
             ) from e
@@ -941,7 +941,7 @@ class Migration:
         except CommandError as e:
             said = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
             raise MigrationError(
-                f"{what} failed on {armed.host.name}: {said[-1] if said else f'exit status {e.status}'}",
+                f"{what} failed on {armed.host.name}: {_telling_line(said) or f'exit status {e.status}'}",
                 host=armed.host.name,
                 log=await self._fetch(self.fleet[armed.host.name], log_path),
                 log_name=log_name,
@@ -1771,6 +1771,14 @@ class Migration:
         p = d / name
         p.write_text(text)
         return str(p)
+
+
+def _telling_line(lines: list[str]) -> str:
+    """The line of a command's stderr that says why: the daemon's own answer when the
+    docker CLI gave one (Docker 28's CLI ends with `Error: failed to start containers: <id>`),
+    else the last line."""
+    daemon = [ln for ln in lines if "Error response from daemon" in ln]
+    return (daemon or lines or [""])[-1]
 
 
 async def _retry_while_unreachable(

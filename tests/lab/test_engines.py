@@ -240,10 +240,14 @@ def test_a_failed_restore_on_a_28_target_rolls_back_with_the_source_intact(fleet
         failed = got[-1]
         assert kinds[-1] == "MigrationFailed", kinds
         assert failed.phase == "restore", failed
-        assert "criu failed" in failed.cause or "RESTORE" in failed.cause, failed.cause
+        # the shim takes the wrapper's restore for a create: Docker says so
+        assert "OCI runtime create failed" in failed.cause and "CRIU" in failed.cause, failed.cause
         assert failed.running_on == src
         assert running(hs, APP) and not exists(hd, APP)
-        assert _starts_since(hs, APP, t0) == 0  # resumed or thawed, never started again
+        # A 28 source was frozen and is thawed: dockerd never starts it. A 20.10 source is
+        # brought back from its checkpoint (`docker start --checkpoint`): one start, from
+        # the checkpoint, as the counter says below.
+        assert _starts_since(hs, APP, t0) == (0 if engine.kind(hs) == "28" else 1)
         beats = [c for c, _ in heartbeats(hs, APP)]
         assert before in beats and beats[-1] > before  # the same process went on
         tail = beats[beats.index(before):]
