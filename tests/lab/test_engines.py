@@ -93,9 +93,8 @@ def _left_behind(fleet, mid: str, twin_id: str, cid: str) -> list[str]:
             out.append(f"{h.name}: docker checkpoints {sorted(p.name for p in cps.iterdir())}")
     markers = Path(restore_runtime.MARKERS)
     out += [f"marker {p.name}" for p in markers.glob("*") if twin_id and p.name.startswith(twin_id)]
-    conf = Path(restore_runtime.CRIU_CONF_DIR) / f"{mid}.conf"
-    if conf.exists():
-        out.append(f"CRIU file {conf}")
+    # the twin's own file and a source's (written for its lazy dump) exist only meanwhile
+    out += [f"CRIU file {p}" for p in Path(restore_runtime.CRIU_CONF_DIR).glob("*")]
     if RUNC_CONF.exists():
         out.append(f"{RUNC_CONF}: {RUNC_CONF.read_text()[:80]!r}")
     return out
@@ -258,5 +257,76 @@ def test_a_failed_restore_on_a_28_target_rolls_back_with_the_source_intact(fleet
         hist = json.loads(ferryman("history", "--json", hosts_file=None).stdout)
         entry = next(e for e in hist if e["migration_id"] == mid)
         assert entry["result"] == "rolled back" and entry["running_on"] == src
+    finally:
+        _clean(fleet, APP)
+
+
+# --- a console killed mid-move, then `ferryman recover` ----------------------------------
+
+
+def _move_and_kill(src: str, dst: str, name: str, at: str, env: dict) -> str:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", name,
+         "--from", src, "--to", dst, "--strategy", "stop-and-copy", "--json"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+    mid = ""
+    assert p.stdout is not None
+    for line in p.stdout:
+        e = json.loads(line)
+        if e["kind"] == "migration_started":
+            mid = e["migration_id"]
+        if e["kind"] == "phase_started" and e["phase"] == at:
+            os.kill(p.pid, signal.SIGKILL)
+            break
+    else:
+        raise AssertionError(f"the migration ended before {at}")
+    p.wait(timeout=60)
+    return mid
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "at", "ends_on"),
+    [
+        ("host3", "host4", "transfer", "host3"),  # frozen source, twin not started: thawed
+        ("host3", "host4", "verify", "host4"),  # frozen source, twin restored: finished
+        ("host1", "host3", "verify", "host3"),  # 20.10 source, route twin restored: finished
+    ],
+)
+def test_recover_after_a_console_killed_mid_move(fleet, tmp_path, src, dst, at, ends_on):
+    hs, hd = fleet[src], fleet[dst]
+    env = {"FERRYMAN_STATE_DIR": str(tmp_path / "state")}  # only this test's journal
+    _clean(fleet, APP)
+    try:
+        docker(hs, "run", "-d", "--name", APP, IMAGE, "/workload", "16", "1", "10")
+        _wait_beats(hs, APP)
+        cid = docker(hs, "inspect", "-f", "{{.Id}}", APP)
+        before = heartbeats(hs, APP)[-1][0]
+        t0 = time.time()
+        mid = _move_and_kill(src, dst, APP, at, env)
+        if src == "host3":  # the frozen source: Docker still calls it running, runc says paused
+            assert running(hs, APP)
+        p = ferryman("recover", "--yes", env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        print("\n" + p.stdout)
+        he = fleet[ends_on]
+        other = hd if he is hs else hs
+        assert running(he, APP) and not exists(other, APP), p.stdout
+        if engine.kind(hs) == "28":
+            assert _starts_since(hs, APP, t0) == 0
+        beats = [c for c, _ in heartbeats(he, APP)]
+        if he is hs:
+            tail = beats[beats.index(before):]
+            assert len(tail) > 5 and tail == list(range(before, before + len(tail)))
+        else:
+            assert _continued(he, APP, before)
+        twin_id = docker(he, "inspect", "-f", "{{.Id}}", APP) if he is hd else ""
+        assert _left_behind(fleet, mid, twin_id, cid) == []
+        assert not list(Path(restore_runtime.MARKERS).glob("*"))
     finally:
         _clean(fleet, APP)
