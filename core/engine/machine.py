@@ -505,6 +505,17 @@ class Migration:
                 "use stop-and-copy, or recreate the container without that annotation",
                 host=self.src.name,
             )
+        if c.twin_route == restore_runtime.ROUTE_RUNTIME and any(
+            o.lstrip("-").startswith("tcp-established") for o in self.req.criu_options
+        ):
+            self.emit(
+                ev.Warning(
+                    text=f"--tcp-established onto Docker {c.dst_engine}: the restore runtime "
+                    "restores into a network namespace dockerd configures only afterwards, so "
+                    "established connections (and sockets bound to the container's address) "
+                    "are not expected to restore; if the restore fails, the move rolls back"
+                )
+            )
         self.log(
             "ferryman",
             f"engines: {self.src.name} Docker {c.src_engine or '?'}, {self.dst.name} Docker "
