@@ -14,6 +14,13 @@ root=$1; mirror=$2; shift 2
 
 log() { printf 'build-apps-rootfs: %s\n' "$*" >&2; }
 
+# Everything in a mount namespace of its own: what debootstrap and the maintainer scripts
+# mount inside the folder (/proc, /dev) goes away with this script, even when it is killed,
+# so removing the folder afterwards never walks into a mounted /proc.
+if [ -z "${FERRYMAN_BUILD_UNSHARED:-}" ]; then
+  exec unshare --mount --propagation private env FERRYMAN_BUILD_UNSHARED=1 bash "$0" "$root" "$mirror" "$@"
+fi
+
 log "debootstrap --variant=minbase bookworm $root"
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 \
   || { tail -20 "$root.debootstrap.log" >&2; exit 1; }
@@ -42,11 +49,9 @@ Dpkg::Options { "--force-confold"; };
 CFG
 
 log "apt-get install $*"
-# /proc for the maintainer scripts (ca-certificates-java runs java); in a mount namespace
-# of its own, so nothing stays mounted when this ends.
-unshare --mount --fork env ROOT="$root" sh -ec '
-  mount --make-rprivate /
-  mount -t proc proc "$ROOT/proc"
+# /proc and /dev for the maintainer scripts (ca-certificates-java runs java).
+env ROOT="$root" sh -ec '
+  mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
   mount --bind /dev "$ROOT/dev"
   cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
   export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
@@ -55,6 +60,8 @@ unshare --mount --fork env ROOT="$root" sh -ec '
   chroot "$ROOT" apt-get clean
 ' sh "$@"
 
+umount "$root/dev" 2>/dev/null || true
+umount "$root/proc" 2>/dev/null || true
 log "trimming"
 rm -f "$root/usr/sbin/policy-rc.d"
 find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
