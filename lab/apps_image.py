@@ -173,6 +173,7 @@ def add_lab_files(root: Path) -> None:
     configuration and a page."""
     opt = root / OPT.lstrip("/")
     opt.mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(exist_ok=True)  # redis-server --dir /data, with or without a volume
     subprocess.run(["javac", "--release", "17", "-d", str(opt), str(APPS_DIR / "Counter.java")],
                    check=True, capture_output=True)
     for f in ("counter_service.py", "client.py"):

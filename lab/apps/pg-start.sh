@@ -19,6 +19,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "listen_addresses = '*'"
     echo "unix_socket_directories = '/run/postgresql'"
     echo "logging_collector = off"
+    echo "jit = off"  # the image has no JIT provider (libLLVM trimmed away)
   } >>"$PGDATA/postgresql.conf"
   echo "host all all 0.0.0.0/0 trust" >>"$PGDATA/pg_hba.conf"
 fi

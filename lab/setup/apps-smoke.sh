@@ -15,7 +15,7 @@ if [ "${1:-}" = --inside ]; then
   mkdir -p "$R/dev/shm" && mount -t tmpfs -o size=64m tmpfs "$R/dev/shm"
   ip link set lo up
   c() { chroot "$R" "$@"; }
-  users() { c busybox ps -o user,args | awk 'NR > 1 && !/busybox ps/ {print $1": "substr($0, index($0,$2))}' | sort | uniq -c | sed 's/^ */    /'; }
+  users() { c busybox ps -o user,args | awk 'NR > 1 && !/busybox ps|apps-smoke.sh|^ *root +(sort|uniq|sed|awk)/ {print $1": "substr($0, index($0,$2))}' | sort | uniq -c | sed 's/^ */    /'; }
   upto() { for _ in $(seq 1 "$1"); do if eval "$2" >/dev/null 2>&1; then return 0; fi; sleep 0.5; done; echo "  $app: $2: no answer" >&2; return 1; }
   case $app in
     redis)
@@ -42,7 +42,7 @@ if [ "${1:-}" = --inside ]; then
       upto 40 'c curl -sf http://127.0.0.1:18082/'
       a=$(c curl -sf http://127.0.0.1:18082/); sleep 1; b=$(c curl -sf http://127.0.0.1:18082/)
       echo "  GET / twice, 1 s apart: $a -> $b"
-      echo "  threads of the service: $(ls "$R/proc/$(c busybox pgrep -f counter_service.py | head -1)/task" | wc -l)"
+      echo "  threads of the service: $(for p in "$R"/proc/[0-9]*; do grep -q counter_service "$p/cmdline" 2>/dev/null && ls "$p/task" | wc -l; done | head -1)"
       ;;
     postgres)
       echo "  as root: $(c /usr/lib/postgresql/15/bin/postgres -D /tmp 2>&1 | head -1)"

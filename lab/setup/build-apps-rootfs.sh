@@ -72,6 +72,12 @@ rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* \
   "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
   "$root"/tmp/* "$root"/root/.cache
 find "$root/var/log" -type f -delete
+# PostgreSQL's JIT: llvmjit.so is the only user of libLLVM (and libLLVM of libz3), about
+# 160 MB; without the provider PostgreSQL runs without JIT (jit = off is set too), and
+# nothing else loads them. The locale sources go too (nobody runs locale-gen in there).
+rm -f "$root"/usr/lib/postgresql/15/lib/llvmjit.so "$root"/usr/lib/postgresql/15/lib/llvmjit_types.bc \
+  "$root"/usr/lib/x86_64-linux-gnu/libLLVM-14.so* "$root"/usr/lib/x86_64-linux-gnu/libz3.so*
+rm -rf "$root"/usr/lib/postgresql/15/lib/bitcode "$root"/usr/share/i18n/charmaps "$root"/usr/share/i18n/locales
 find "$root" -xdev -name '__pycache__' -type d -prune -exec rm -rf {} +
 : >"$root/etc/resolv.conf"
 : >"$root/etc/machine-id"
