@@ -59,6 +59,9 @@ if [ "${1:-}" = --inside ]; then
       timeout 3 chroot "$R" python3 /opt/ferryman/client.py redis-writer 0.2 127.0.0.1:16999 127.0.0.1:16379 >$R/tmp/smoke-writer.log || true
       timeout 2 chroot "$R" python3 /opt/ferryman/client.py http 0.2 http://127.0.0.1:18083/client.py >$R/tmp/smoke-http.log || true
       echo "  redis-writer: $(grep -c '^ok' $R/tmp/smoke-writer.log) acknowledged, last: $(tail -1 $R/tmp/smoke-writer.log); writer:seq = $(c redis-cli -p 16379 GET writer:seq)"
+      n=$(c redis-cli -p 16379 GET writer:seq)
+      echo "  of w:1..w:$n present: $(c python3 -c 'import sys; sys.path.insert(0, "/opt/ferryman"); import client; print(client.COUNT_SCRIPT)' | xargs -0 -I{} chroot "$R" redis-cli -p 16379 EVAL {} 0 "$n")"
+      echo "  DBSIZE and writer:seq at once: $(c redis-cli -p 16379 EVAL "return {redis.call('DBSIZE'), redis.call('GET', 'writer:seq') or '0'}" 0 | tr '\n' ' ')"
       echo "  http: $(grep -c '^ok' $R/tmp/smoke-http.log) answers, last: $(tail -1 $R/tmp/smoke-http.log | cut -c1-60)"
       ;;
     *) echo "unknown app $app" >&2; exit 2 ;;
