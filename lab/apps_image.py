@@ -7,8 +7,9 @@ the Java counter compiled here with `javac`, only its .class shipped; the python
 the clients; nginx's configuration; PostgreSQL's start script), trimmed (docs, man pages,
 translations, apt lists), and kept as a tar in /var/cache/ferryman/apps-<version>.tar.
 The version is a hash of the package list and of every file the build reads, so a change
-to any of them makes a new image and an unchanged build is never repeated. Each lab host
-gets it with `tar | docker import` (`import_image`).
+to any of them makes a new image and an unchanged build is never repeated. The lab's
+hosts get it with `install` (`tar | docker import` into the first, `docker save | docker
+load` into the others, so the image has one id everywhere).
 
 Who runs as whom, inside the container. This machine's root lacks CAP_SYS_RESOURCE, so
 CRIU on the namespace lab cannot dump a task that runs as another user (`Error
@@ -226,6 +227,17 @@ def _argv(prefix: Sequence[str], args: Sequence[str], remote_shell: bool) -> lis
     return [*prefix, shlex.join(args)] if remote_shell else [*prefix, *args]
 
 
+def image_id(docker_prefix: Sequence[str], image: str, *, remote_shell: bool = False) -> str | None:
+    """The image's id on the engine `docker_prefix` reaches, or None if it lacks it."""
+    p = subprocess.run(
+        _argv(docker_prefix, ["image", "inspect", "-f", "{{.Id}}", image], remote_shell),
+        capture_output=True, timeout=60,
+    )
+    if p.returncode != 0:
+        return None
+    return p.stdout.decode().strip() or None
+
+
 def import_image(
     docker_prefix: Sequence[str],
     *,
@@ -236,15 +248,10 @@ def import_image(
 ) -> str:
     """Make sure the engine that `docker_prefix` reaches has the apps image; returns its
     reference (ferryman-lab/apps:<version>). Builds the tar first if the cache lacks it.
-
-    The namespace lab: `import_image(lab.engine.docker(h))`. The VM lab, through SSH:
-    `import_image(vm.ssh_argv(h, f"docker -H unix://{vm.GUEST_DOCKER_SOCKET}"),
-    remote_shell=True)`.
-    """
+    Each import makes its own image id (the import time is part of it): to give several
+    engines the same image, use `install`."""
     image = image_ref()
-    have = subprocess.run(_argv(docker_prefix, ["image", "inspect", image], remote_shell),
-                          capture_output=True, timeout=60)
-    if have.returncode == 0:
+    if image_id(docker_prefix, image, remote_shell=remote_shell):
         return image
     tar = build(cache_dir, log=log)
     with open(tar, "rb") as f:
@@ -252,6 +259,59 @@ def import_image(
                            capture_output=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"docker import {image}: {p.stderr.decode(errors='replace').strip()}")
+    return image
+
+
+def copy_image(
+    src_prefix: Sequence[str],
+    dst_prefix: Sequence[str],
+    image: str,
+    *,
+    remote_shell: bool = False,
+    timeout: float = 900,
+) -> None:
+    """`docker save IMAGE | docker load` from one engine to another: the same image id."""
+    save = subprocess.Popen(_argv(src_prefix, ["save", image], remote_shell),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        load = subprocess.run(_argv(dst_prefix, ["load", "-q"], remote_shell), stdin=save.stdout,
+                              capture_output=True, timeout=timeout)
+    finally:
+        assert save.stdout is not None
+        save.stdout.close()
+        save_err = save.communicate(timeout=60)[1]
+    if save.returncode != 0 or load.returncode != 0:
+        err = (save_err if save.returncode != 0 else load.stderr).decode(errors="replace")
+        raise RuntimeError(f"docker save {image} | docker load: {err.strip()}")
+
+
+def install(
+    docker_prefixes: Sequence[Sequence[str]],
+    *,
+    remote_shell: bool = False,
+    cache_dir: Path = CACHE_DIR,
+    log: Callable[[str], None] = print,
+    timeout: float = 900,
+) -> str:
+    """The apps image on every engine, with one image id: imported into the first (built
+    first if the cache lacks it), then `docker save | docker load` into each other engine
+    that lacks that id (ferryman's prepare then finds it there and streams nothing).
+    Returns the image's reference.
+
+    The namespace lab: `install([lab.engine.docker(h) for h in hosts])`. The VM lab,
+    through SSH: `install([vm.ssh_argv(h, f"docker -H unix://{vm.GUEST_DOCKER_SOCKET}")
+    for h in hosts], remote_shell=True)`.
+    """
+    first, *others = docker_prefixes
+    image = import_image(first, remote_shell=remote_shell, cache_dir=cache_dir, log=log,
+                         timeout=timeout)
+    want = image_id(first, image, remote_shell=remote_shell)
+    for prefix in others:
+        if image_id(prefix, image, remote_shell=remote_shell) != want:
+            log(f"apps image {image}: copying to {' '.join(prefix[-3:])}")
+            copy_image(first, prefix, image, remote_shell=remote_shell, timeout=timeout)
+        if image_id(prefix, image, remote_shell=remote_shell) != want:
+            raise RuntimeError(f"{image} did not arrive with id {want}")
     return image
 
 

@@ -47,10 +47,9 @@ MOVE_TIMEOUT = 600
 
 @pytest.fixture(scope="module")
 def apps_image_ref(lab_hosts) -> str:
-    """The apps image on host1 and host2 (built first if the cache lacks it: minutes)."""
-    refs = {apps_image.import_image(engine.docker(h), log=lambda _m: None) for h in lab_hosts}
-    assert len(refs) == 1
-    return refs.pop()
+    """The apps image on host1 and host2, one image id on both (built first if the cache
+    lacks it: minutes)."""
+    return apps_image.install([engine.docker(h) for h in lab_hosts], log=lambda _m: None)
 
 
 # --- helpers -------------------------------------------------------------------------

@@ -51,13 +51,11 @@ def sql(h: vm.VmHost, query: str) -> str:
 
 @pytest.fixture(scope="module")
 def apps_image_ref(vm_hosts) -> str:
-    """The apps image in both guests (built here first if the cache lacks it; the import
-    through SSH into a TCG guest takes minutes)."""
+    """The apps image in both guests, one image id in both (built here first if the cache
+    lacks it; the import through SSH into a TCG guest takes minutes)."""
     prefix = f"docker -H unix://{vm.GUEST_DOCKER_SOCKET}"
-    refs = {apps_image.import_image(vm.ssh_argv(h, prefix), remote_shell=True, timeout=1800,
-                                    log=lambda _m: None) for h in vm_hosts}
-    assert len(refs) == 1
-    return refs.pop()
+    return apps_image.install([vm.ssh_argv(h, prefix) for h in vm_hosts], remote_shell=True,
+                              timeout=1800, log=lambda _m: None)
 
 
 def _cleanup(hosts):

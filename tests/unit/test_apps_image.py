@@ -109,8 +109,7 @@ def test_client_command():
 
 def test_import_image_imports_the_cached_tar_only_when_the_engine_lacks_it(tmp_path):
     v = apps_image.version()
-    tar = apps_image.cache_path(v, tmp_path)
-    tar.write_bytes(b"not really a tar")
+    apps_image.cache_path(v, tmp_path).write_bytes(b"not really a tar")
     record = tmp_path / "calls"
     fake = tmp_path / "fake_docker.py"
     fake.write_text(
@@ -120,14 +119,16 @@ def test_import_image_imports_the_cached_tar_only_when_the_engine_lacks_it(tmp_p
         "data = sys.stdin.buffer.read() if args[0] == 'import' else b''\n"
         "rec.write(repr((args, data)) + '\\n')\n"
         f"have = os.path.exists({str(tmp_path / 'have')!r})\n"
+        "if have: print('sha256:1')\n"
         "sys.exit(0 if args[0] == 'import' or have else 1)\n"
     )
     prefix = [sys.executable, str(fake)]
     ref = apps_image.import_image(prefix, cache_dir=tmp_path, log=lambda _m: None)
     assert ref == apps_image.image_ref(v)
     calls = [eval(ln) for ln in record.read_text().splitlines()]  # noqa: S307 - our own file
-    assert calls[0][0] == ["image", "inspect", ref]
+    assert calls[0][0] == ["image", "inspect", "-f", "{{.Id}}", ref]
     assert calls[1] == (apps_image.import_args(ref), b"not really a tar")
+    assert len(calls) == 2
     (tmp_path / "have").touch()
     record.unlink()
     apps_image.import_image(prefix, cache_dir=tmp_path, log=lambda _m: None)
@@ -198,3 +199,49 @@ def test_the_writer_tries_the_next_endpoint(capsys, monkeypatch):
     assert seen == ["down", "up"]
     line = capsys.readouterr().out.split()
     assert line[:3] == ["ok", "5", "up"]
+
+
+FAKE_ENGINE = """\
+import os, sys, uuid
+state, args = sys.argv[1], sys.argv[2:]
+path = os.path.join(state, "id")
+have = open(path).read() if os.path.exists(path) else None
+open(os.path.join(state, "calls"), "a").write(" ".join(args[:2]) + "\\n")
+if args[:2] == ["image", "inspect"]:
+    if have is None:
+        sys.exit(1)
+    print(have)
+elif args[0] == "import":
+    sys.stdin.buffer.read()
+    open(path, "w").write("sha256:" + uuid.uuid4().hex)  # a new id each import
+elif args[0] == "save":
+    sys.stdout.write(have)
+elif args[0] == "load":
+    open(path, "w").write(sys.stdin.read())
+"""
+
+
+def test_install_gives_every_engine_the_same_image_id(tmp_path):
+    apps_image.cache_path(apps_image.version(), tmp_path).write_bytes(b"tar")
+    fake = tmp_path / "engine.py"
+    fake.write_text(FAKE_ENGINE)
+    engines = []
+    for n in ("h1", "h2", "h3"):
+        (tmp_path / n).mkdir()
+        engines.append([sys.executable, str(fake), str(tmp_path / n)])
+    (tmp_path / "h3" / "id").write_text("sha256:stale")  # another import's id: replaced
+    ref = apps_image.install(engines, cache_dir=tmp_path, log=lambda _m: None)
+    assert ref == apps_image.image_ref()
+    ids = {(tmp_path / n / "id").read_text() for n in ("h1", "h2", "h3")}
+    assert len(ids) == 1 and ids != {"sha256:stale"}
+    calls = lambda n: (tmp_path / n / "calls").read_text().split("\n")  # noqa: E731
+    assert any(c.startswith("import") for c in calls("h1"))
+    assert not any(c.startswith("import") for c in calls("h2") + calls("h3"))
+    assert any(c.startswith("load") for c in calls("h2")) and any(
+        c.startswith("load") for c in calls("h3"))
+    # A second time: everything is there, nothing is imported or copied.
+    for n in ("h1", "h2", "h3"):
+        (tmp_path / n / "calls").unlink()
+    apps_image.install(engines, cache_dir=tmp_path, log=lambda _m: None)
+    for n in ("h1", "h2", "h3"):
+        assert {c for c in calls(n) if c} == {"image inspect"}
