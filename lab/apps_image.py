@@ -11,6 +11,11 @@ to any of them makes a new image and an unchanged build is never repeated. The l
 hosts get it with `install` (`tar | docker import` into the first, `docker save | docker
 load` into the others, so the image has one id everywhere).
 
+Measured on the 2-core lab machine: a cold build took 2 min 50 s (5 min 34 s while the
+machine was loaded by other work); the tar is 432 MiB. A warm call returns the cached tar
+at once. `bash lab/setup/apps-smoke.sh TAR` checks each application starts from the tar,
+without any lab (chroot in its own mount, PID and network namespaces).
+
 Who runs as whom, inside the container. This machine's root lacks CAP_SYS_RESOURCE, so
 CRIU on the namespace lab cannot dump a task that runs as another user (`Error
 (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted`): every application
