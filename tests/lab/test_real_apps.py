@@ -285,7 +285,8 @@ def test_a_counter_service_continues_on_host2(lab_hosts, apps_image_ref, kind, p
     try:
         docker(h1, *app.run_args(apps_image_ref, name, port))
         _wait(f"{kind} answers", lambda: docker(h1, "exec", name, "curl", "-sf",
-                                                 f"http://127.0.0.1:{app.port}/", check=False))
+                                                 f"http://127.0.0.1:{app.port}/", check=False),
+              timeout=120)
         users = docker(h1, "exec", name, "busybox", "ps", "-o", "user,args").splitlines()[1:]
         assert users and all(ln.split()[0] == "root" for ln in users), users
         _start_client(h1, apps_image_ref, client, "http",
