@@ -36,6 +36,7 @@ class Facts:
     committed: bool = False  # past the commit point: the move stands
     restart_policy: dict[str, Any] | None = None  # the source's, suspended for the move
     moved_volumes: list[str] = field(default_factory=list)  # created on the target
+    restore_lines: list[str] = field(default_factory=list)  # CRIU options its restores need
     console_pid: int = 0
     console_started: str = ""
     src_address: str = ""
@@ -57,6 +58,7 @@ class Facts:
         if "dump_fired" not in record:
             facts.dump_fired = bool(record.get("dump_done"))
         facts.moved_volumes = list(facts.moved_volumes or [])
+        facts.restore_lines = list(facts.restore_lines or [])
         return facts
 
     def facts(self) -> Facts:

@@ -460,6 +460,7 @@ class Migration:
             self.ctx.inspect = ins
             self.ctx.container_id = cid
             self.ctx.name = twin.container_name(ins)
+            self.ctx.restore_lines = list(twin.restore_conf_lines(ins))
             si, di = await asyncio.gather(self.src.engine.info(), self.dst.engine.info())
             self.ctx.src_data_root = si["DockerRootDir"]
             self.ctx.dst_data_root = di["DockerRootDir"]
@@ -828,6 +829,7 @@ class Migration:
             work_dir=f"{c.dst_dir}/work",
             extra=(c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else ())
             + criu_options.config_lines(self.req.criu_options)
+            + tuple(c.restore_lines)
             + (("lazy-pages",) if c.lazy_link is not None else ()),
         )
         if c.lazy_link is not None:  # post-copy: the lazy-pages daemon first, a lazy restore
@@ -1437,7 +1439,8 @@ class Migration:
                 images_dir=f"{c.src_dir}/img",
                 work_dir=f"{c.src_dir}/restore-work",
                 extra=(c.src_cgroup.criu_options(c.container_id) if c.src_cgroup else ())
-                + criu_options.config_lines(self.req.criu_options),
+                + criu_options.config_lines(self.req.criu_options)
+                + tuple(c.restore_lines),
             )
             await self.sh(self.src, script, what="resuming from the source's checkpoint")
             await self._rm(
