@@ -281,14 +281,15 @@ class Migration:
         finally:
             self._q.put_nowait(None)
 
-    def _mark_interrupted(self, why: str) -> None:
+    def _mark_interrupted(self, why: str, result: str = "running") -> None:
         """The journal says the migration is unfinished (and the lock stays): whatever
-        happens next, `ferryman recover` sees it."""
+        happens next, `ferryman recover` sees it. "running" while this process still
+        works on it; "in doubt" once it has given up (recovery must not wait for it)."""
         if self.journal is not None and self.journal.result not in (
             "succeeded",
             "rolled back",
         ):
-            self.journal.result = "running"
+            self.journal.result = result
             self.journal.cause = f"{why}: `ferryman recover` finishes or rolls it back"
             self._save_ctx()
 
@@ -307,6 +308,7 @@ class Migration:
         if self.state is State.ROLLING_BACK:
             # Cancelled again during the rollback: stop, hold the lock, leave it to recovery.
             self._to(State.INTERRUPTED)
+            self._mark_interrupted(why + " during the rollback", "in doubt")
             self.emit(ev.Warning(text=f"{why} during the rollback: run `ferryman recover`"))
             return
         try:
@@ -321,7 +323,7 @@ class Migration:
         except asyncio.CancelledError:
             if self.state is not State.INTERRUPTED:
                 self._to(State.INTERRUPTED)
-            self._mark_interrupted(why + " twice")
+            self._mark_interrupted(why + " twice", "in doubt")
 
     async def _machine(self) -> None:
         started = time.monotonic()
