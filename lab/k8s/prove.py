@@ -1,0 +1,162 @@
+"""The runtime path of a pod move, by hand, on the Kubernetes lab (`cluster.py up` first):
+
+1. a pod with a counter (the lab workload's heartbeat lines) runs on fk-node1;
+2. the kubelet's checkpoint call (`POST https://NODE:10250/checkpoint/NS/POD/CONTAINER`,
+   and the same through the API server's node proxy) writes a checkpoint tar;
+3. a checkpoint image (one layer: the tar; annotation org.criu.checkpoint.container.name)
+   is pushed to the lab registry;
+4. the source pod is deleted, and a pod bound to fk-node2 whose image is the checkpoint
+   image is created: containerd restores the container, the counter continues.
+
+Prints timings and the counter values as JSON. Not a migration (no freeze, no rollback):
+the proof that the pieces ferryman's pod move uses work here.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from core.k8s import oci
+from core.k8s.api import Client, KubeError, pod_ready, ssl_context
+from core.k8s.registry import Registry
+from lab.k8s.cluster import admin
+from lab.k8s.layout import KUBELET_PORT, NODES, REGISTRY, REGISTRY_SOCKET, WORKLOAD_IMAGE
+
+NS = "default"
+POD = "counter"
+CONTAINER = "counter"
+SCRIPT = "echo kept > /data/in-emptydir; echo changed > /tmp/in-rootfs; exec /workload 16 1 200"
+
+
+def pod_spec(name: str, node: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": "counter"}},
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": CONTAINER,
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["/bin/sh", "-c", SCRIPT],
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],
+                }
+            ],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+        },
+    }
+
+
+def last_heartbeat(c: Client, pod: str) -> tuple[int, int] | None:
+    try:
+        text = c.request("GET", f"/api/v1/namespaces/{NS}/pods/{pod}/log?tailLines=5")
+    except KubeError:
+        return None
+    beats = [ln.split() for ln in str(text).splitlines() if ln.startswith("hb ")]
+    return (int(beats[-1][1]), int(beats[-1][2])) if beats else None
+
+
+def first_heartbeat(c: Client, pod: str) -> tuple[int, int] | None:
+    try:
+        text = c.request("GET", f"/api/v1/namespaces/{NS}/pods/{pod}/log?limitBytes=4096")
+    except KubeError:
+        return None
+    beats = [ln.split() for ln in str(text).splitlines() if ln.startswith("hb ")]
+    return (int(beats[0][1]), int(beats[0][2])) if beats else None
+
+
+def kubelet_checkpoint(
+    c: Client, address: str, pod: str, container: str
+) -> tuple[list[str], float]:
+    """The kubelet's own endpoint, straight (the client certificate authenticates; the
+    kubelet asks the API server whether it may: webhook authorization)."""
+    conn = http.client.HTTPSConnection(
+        address, KUBELET_PORT, context=ssl_context(c.creds), timeout=70
+    )
+    t = time.monotonic()
+    conn.request("POST", f"/checkpoint/{NS}/{pod}/{container}?timeout=60")
+    r = conn.getresponse()
+    body = r.read()
+    dt = time.monotonic() - t
+    if r.status != 200:
+        raise KubeError(f"kubelet {address}: checkpoint: {r.status} {body[:300]!r}", r.status)
+    return json.loads(body)["items"], dt
+
+
+def delete_pod(c: Client, name: str) -> None:
+    try:
+        c.delete(f"/api/v1/namespaces/{NS}/pods/{name}", grace_seconds=0)
+    except KubeError as e:
+        if e.status != 404:
+            raise
+    c.wait_for(f"/api/v1/namespaces/{NS}/pods/{name}", lambda p: p is None, 60)
+
+
+def run_proof() -> dict[str, Any]:
+    c = admin()
+    n1, n2 = NODES
+    out: dict[str, Any] = {}
+    for name in (POD, f"{POD}-restored"):
+        delete_pod(c, name)
+    pods = f"/api/v1/namespaces/{NS}/pods"
+
+    t = time.monotonic()
+    c.create(pods, pod_spec(POD, n1.node_name, WORKLOAD_IMAGE))
+    c.wait_for(f"{pods}/{POD}", pod_ready, 120)
+    out["source_pod_running_s"] = round(time.monotonic() - t, 2)
+    c.wait_for(f"{pods}/{POD}", lambda p: last_heartbeat(c, POD) is not None, 30)
+    time.sleep(2)
+
+    # Straight to the kubelet, then through the API server's node proxy.
+    items, dt = kubelet_checkpoint(c, n1.address, POD, CONTAINER)
+    out["kubelet_checkpoint_s"] = round(dt, 3)
+    out["kubelet_checkpoint_tar"] = items[0]
+    t = time.monotonic()
+    items = c.checkpoint(n1.node_name, NS, POD, CONTAINER)
+    out["proxy_checkpoint_s"] = round(time.monotonic() - t, 3)
+    hb_at_checkpoint = last_heartbeat(c, POD)
+    out["counter_at_checkpoint"] = hb_at_checkpoint[0] if hb_at_checkpoint else None
+    tar = Path(items[0])
+    out["checkpoint_tar"] = str(tar)
+    out["checkpoint_tar_bytes"] = tar.stat().st_size
+
+    t = time.monotonic()
+    img = oci.checkpoint_image(tar.read_bytes(), CONTAINER)
+    tag = f"{int(time.time())}"
+    Registry(f"unix:{REGISTRY_SOCKET}").push("ferryman/counter-checkpoint", tag, img)
+    out["image_build_push_s"] = round(time.monotonic() - t, 3)
+    image = f"{REGISTRY}/ferryman/counter-checkpoint:{tag}"
+    out["checkpoint_image"] = image
+
+    t = time.monotonic()
+    delete_pod(c, POD)
+    out["source_delete_s"] = round(time.monotonic() - t, 2)
+    t = time.monotonic()
+    c.create(pods, pod_spec(f"{POD}-restored", n2.node_name, image))
+    try:
+        c.wait_for(f"{pods}/{POD}-restored", pod_ready, 120)
+    finally:
+        out["restored_pod_ready_s"] = round(time.monotonic() - t, 2)
+        p = c.maybe_get(f"{pods}/{POD}-restored")
+        out["restored_pod_status"] = (p or {}).get("status", {}).get("containerStatuses")
+    time.sleep(1.5)
+    first = first_heartbeat(c, f"{POD}-restored")
+    last = last_heartbeat(c, f"{POD}-restored")
+    out["restored_first_counter"] = first[0] if first else None
+    out["restored_last_counter"] = last[0] if last else None
+    out["counter_continued"] = bool(
+        first and hb_at_checkpoint and first[0] > 1 and first[0] >= hb_at_checkpoint[0] - 50
+    )
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_proof(), indent=1))
