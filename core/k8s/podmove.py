@@ -1,0 +1,187 @@
+"""The pure parts of a pod move: why a pod cannot move, the restored pod's manifest,
+where a pod's emptyDir volumes and cgroups are on its node, and the node commands a move
+runs (argument lists, quoted once by core.remote).
+
+The I/O (the API client, SSH) is elsewhere; these functions take the objects the API
+server returned and give back data.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+# Volumes whose content the move carries or the target node makes anew.
+RECREATED = ("configMap", "secret", "projected", "downwardAPI")  # the kubelet fills them again
+COPIED = ("emptyDir",)  # ferryman copies their files (node A -> node B)
+# Everything else (hostPath, persistentVolumeClaim, nfs, csi, ephemeral, ...) is refused.
+
+MIGRATION_ANNOTATION = "ferryman.io/migrated-from"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    field: str
+    reason: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" + (f" ({self.fix})" if self.fix else "")
+
+
+def volume_kind(v: dict[str, Any]) -> str:
+    return next((k for k in v if k != "name"), "unknown")
+
+
+def why_not_movable(pod: dict[str, Any], *, allow_owned: bool = False) -> list[Refusal]:
+    """Reasons why this pod cannot move (empty: it can)."""
+    out: list[Refusal] = []
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    if status.get("phase") != "Running":
+        out.append(
+            Refusal("status.phase", f"the pod is {status.get('phase') or 'unknown'}, not Running")
+        )
+    if meta.get("deletionTimestamp"):
+        out.append(Refusal("metadata.deletionTimestamp", "the pod is being deleted"))
+    owners = [o for o in meta.get("ownerReferences") or [] if o.get("controller")]
+    if owners and not allow_owned:
+        o = owners[0]
+        out.append(
+            Refusal(
+                "metadata.ownerReferences",
+                f"owned by {o.get('kind')} {o.get('name')}: it would replace the moved pod "
+                "(deleting the source makes it start a fresh copy)",
+                "move a pod without a controller, or pass --allow-owned to move it and "
+                "let the controller adopt the restored pod",
+            )
+        )
+    for v in spec.get("volumes") or []:
+        kind = volume_kind(v)
+        if kind in RECREATED or kind in COPIED:
+            continue
+        out.append(
+            Refusal(
+                f"spec.volumes[{v.get('name')}]",
+                f"a {kind} volume cannot move with the pod",
+                "only emptyDir (copied), configMap, secret, projected and downwardAPI volumes move",
+            )
+        )
+    if spec.get("hostNetwork"):
+        out.append(Refusal("spec.hostNetwork", "a pod on the node's network cannot move"))
+    if spec.get("hostPID") or spec.get("hostIPC"):
+        out.append(
+            Refusal(
+                "spec.hostPID/hostIPC", "a pod sharing the node's PID or IPC namespace cannot move"
+            )
+        )
+    if spec.get("ephemeralContainers"):
+        out.append(
+            Refusal(
+                "spec.ephemeralContainers", "ephemeral (debug) containers cannot be checkpointed"
+            )
+        )
+    running = {
+        c.get("name")
+        for c in status.get("containerStatuses") or []
+        if "running" in (c.get("state") or {})
+    }
+    for c in spec.get("containers") or []:
+        if c.get("name") not in running:
+            out.append(Refusal(f"spec.containers[{c.get('name')}]", "the container is not running"))
+    for c in spec.get("initContainers") or []:
+        if c.get("restartPolicy") == "Always":
+            out.append(
+                Refusal(
+                    f"spec.initContainers[{c.get('name')}]",
+                    "sidecar containers are not handled yet",
+                )
+            )
+    return out
+
+
+def restored_pod(
+    source: dict[str, Any],
+    target_node: str,
+    images: dict[str, str],
+    *,
+    name: str | None = None,
+    source_node: str | None = None,
+) -> dict[str, Any]:
+    """The pod to create on `target_node`: the source's spec, bound to the target
+    (spec.nodeName: no scheduler involved), each container's image its checkpoint image
+    (`images`: container name -> image reference), pulled if absent. What the API server
+    set (uid, resourceVersion, status, ...) is left out."""
+    missing = [c["name"] for c in source["spec"]["containers"] if c["name"] not in images]
+    if missing:
+        raise ValueError(f"no checkpoint image for container(s) {', '.join(missing)}")
+    meta = source.get("metadata") or {}
+    spec = copy.deepcopy(source["spec"])
+    spec["nodeName"] = target_node
+    for key in ("nodeSelector", "affinity"):  # bound by name: scheduling rules do not apply
+        spec.pop(key, None)
+    for c in spec["containers"]:
+        c["image"] = images[c["name"]]
+        c["imagePullPolicy"] = "IfNotPresent"
+    # Init containers ran on the source; a restored pod runs them again before the
+    # restored containers (their effects on emptyDir volumes are already in the copy).
+    annotations = dict(meta.get("annotations") or {})
+    annotations[MIGRATION_ANNOTATION] = (
+        f"{source_node or source['spec'].get('nodeName', '')}/{meta.get('uid', '')}"
+    )
+    new_meta: dict[str, Any] = {
+        "name": name or meta["name"],
+        "namespace": meta.get("namespace", "default"),
+        "labels": dict(meta.get("labels") or {}),
+        "annotations": annotations,
+    }
+    if meta.get("ownerReferences"):
+        new_meta["ownerReferences"] = copy.deepcopy(meta["ownerReferences"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": new_meta, "spec": spec}
+
+
+def emptydir_paths(pod: dict[str, Any], kubelet_root: str = "/var/lib/kubelet") -> dict[str, str]:
+    """Where the kubelet keeps each emptyDir volume of the pod on its node."""
+    uid = pod["metadata"]["uid"]
+    return {
+        v["name"]: f"{kubelet_root}/pods/{uid}/volumes/kubernetes.io~empty-dir/{v['name']}"
+        for v in pod["spec"].get("volumes") or []
+        if volume_kind(v) == "emptyDir"
+    }
+
+
+def qos_class(pod: dict[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("qosClass") or "BestEffort")
+
+
+def pod_cgroup(pod: dict[str, Any], cgroup_root: str = "/") -> str:
+    """The pod's cgroup (kubelet with the cgroupfs driver), relative to a hierarchy's
+    mount: {root}/kubepods[/burstable|/besteffort]/pod<uid>."""
+    qos = qos_class(pod)
+    parts = [cgroup_root.strip("/"), "kubepods"]
+    if qos != "Guaranteed":
+        parts.append(qos.lower())
+    parts.append("pod" + pod["metadata"]["uid"])
+    return "/" + "/".join(p for p in parts if p)
+
+
+def freezer_argv(cgroup: str, freeze: bool, *, v2: bool = False) -> list[str]:
+    """Freeze or thaw a pod's cgroup on its node (v1: freezer.state; v2: cgroup.freeze)."""
+    if v2:
+        path, value = f"/sys/fs/cgroup{cgroup}/cgroup.freeze", "1" if freeze else "0"
+    else:
+        path, value = (
+            f"/sys/fs/cgroup/freezer{cgroup}/freezer.state",
+            "FROZEN" if freeze else "THAWED",
+        )
+    return ["sh", "-c", 'printf %s "$1" > "$2"', "freezer", value, path]
+
+
+def tar_out_argv(folder: str) -> list[str]:
+    """A volume's files as a tar on stdout (node A)."""
+    return ["tar", "-C", folder, "--numeric-owner", "-cf", "-", "."]
+
+
+def tar_in_argv(folder: str) -> list[str]:
+    """A tar from stdin into a volume folder (node B), owners kept."""
+    return ["tar", "-C", folder, "--numeric-owner", "--same-permissions", "-xf", "-"]
