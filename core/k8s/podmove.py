@@ -185,3 +185,69 @@ def tar_out_argv(folder: str) -> list[str]:
 def tar_in_argv(folder: str) -> list[str]:
     """A tar from stdin into a volume folder (node B), owners kept."""
     return ["tar", "-C", folder, "--numeric-owner", "--same-permissions", "-xf", "-"]
+
+
+def _minor(version: str) -> tuple[int, int]:
+    """'v1.35.4' -> (1, 35); 'containerd://2.1.9' -> (2, 1); unknown -> (0, 0)."""
+    v = version.rsplit("/", 1)[-1].lstrip("v")
+    try:
+        major, minor = v.split(".")[:2]
+        return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+    except ValueError:
+        return 0, 0
+
+
+def node_refusals(
+    node: dict[str, Any] | None, configz: dict[str, Any] | None, *, role: str
+) -> list[Refusal]:
+    """Why a node cannot take part in a pod move (`role`: "source" or "target"): not
+    there, not Ready, a runtime without checkpoint/restore, the kubelet's gate off.
+    `configz` is the kubelet's /configz answer (through the API server's node proxy)."""
+    if node is None:
+        return [Refusal("node", f"the {role} node does not exist")]
+    name = node["metadata"]["name"]
+    out: list[Refusal] = []
+    conds = {c.get("type"): c for c in (node.get("status") or {}).get("conditions") or []}
+    ready = conds.get("Ready") or {}
+    if ready.get("status") != "True":
+        out.append(
+            Refusal(
+                f"node {name}",
+                f"not Ready ({ready.get('reason') or ready.get('status') or 'no status'})",
+            )
+        )
+    if (node.get("spec") or {}).get("unschedulable") and role == "target":
+        out.append(Refusal(f"node {name}", "cordoned (spec.unschedulable)", "uncordon it first"))
+    info = (node.get("status") or {}).get("nodeInfo") or {}
+    runtime = str(info.get("containerRuntimeVersion", ""))
+    kubelet = str(info.get("kubeletVersion", ""))
+    if runtime.startswith("containerd://"):
+        if _minor(runtime) < (2, 1) and role == "target":
+            out.append(
+                Refusal(
+                    f"node {name}",
+                    f"{runtime}: restore from a checkpoint image needs containerd ≥ 2.1",
+                )
+            )
+        if _minor(runtime) < (1, 7):
+            out.append(Refusal(f"node {name}", f"{runtime}: CRI checkpoint needs containerd ≥ 1.7"))
+    elif not runtime.startswith("cri-o://"):
+        out.append(
+            Refusal(f"node {name}", f"runtime {runtime or 'unknown'} has no CRI checkpoint/restore")
+        )
+    if _minor(kubelet) < (1, 25):
+        out.append(
+            Refusal(f"node {name}", f"kubelet {kubelet or 'unknown'} has no checkpoint API (1.25+)")
+        )
+    if role == "source":
+        gates = ((configz or {}).get("kubeletconfig") or {}).get("featureGates") or {}
+        on_by_default = _minor(kubelet) >= (1, 30)
+        if not gates.get("ContainerCheckpoint", on_by_default):
+            out.append(
+                Refusal(
+                    f"node {name}",
+                    "the kubelet's ContainerCheckpoint feature gate is off",
+                    "featureGates: {ContainerCheckpoint: true} in its configuration",
+                )
+            )
+    return out

@@ -221,3 +221,33 @@ def test_node_commands_are_argument_lists():
         "/sys/fs/cgroup/x/cgroup.freeze",
     ]
     assert podmove.tar_out_argv("/a")[:3] == ["tar", "-C", "/a"]
+
+
+def _node(ready="True", runtime="containerd://2.1.9", kubelet="v1.35.4"):
+    return {
+        "metadata": {"name": "fk-node2"},
+        "spec": {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": ready, "reason": "KubeletNotReady"}],
+            "nodeInfo": {"containerRuntimeVersion": runtime, "kubeletVersion": kubelet},
+        },
+    }
+
+
+def test_node_refusals():
+    assert podmove.node_refusals(_node(), {}, role="target") == []
+    assert podmove.node_refusals(_node(), {"kubeletconfig": {}}, role="source") == []
+    assert "does not exist" in str(podmove.node_refusals(None, None, role="target")[0])
+    assert "not Ready (KubeletNotReady)" in str(
+        podmove.node_refusals(_node(ready="False"), {}, role="target")[0]
+    )
+    old = podmove.node_refusals(_node(runtime="containerd://1.7.24"), {}, role="target")
+    assert "containerd ≥ 2.1" in str(old[0])
+    off = {"kubeletconfig": {"featureGates": {"ContainerCheckpoint": False}}}
+    assert "gate is off" in str(podmove.node_refusals(_node(), off, role="source")[0])
+    assert "gate is off" in str(
+        podmove.node_refusals(_node(kubelet="v1.29.0"), {}, role="source")[0]
+    )
+    assert "no CRI checkpoint" in str(
+        podmove.node_refusals(_node(runtime="docker://20.10"), {}, role="source")[0]
+    )
