@@ -929,7 +929,9 @@ def known_hosts() -> None:
 
 
 def hosts_file() -> None:
-    """The nodes as SSH hosts for ferryman, with the cluster they belong to."""
+    """The nodes as SSH hosts for ferryman (a hosts file today's ferryman reads: only
+    `hosts:`), labelled with their node and cluster; the cluster itself (kubeconfig,
+    context) in cluster.yaml beside it, until the hosts file can name clusters."""
     doc = {
         "hosts": [
             {
@@ -938,13 +940,24 @@ def hosts_file() -> None:
                 "user": "root",
                 "key": str(KEY),
                 "known_hosts": str(KNOWN_HOSTS),
-                "labels": {"k8s-node": h.node_name},
+                "labels": {"k8s-node": h.node_name, "k8s-cluster": "ferryman-lab"},
             }
             for h in NODES
         ],
-        "cluster": {"kubeconfig": str(KUBECONFIG), "context": "ferryman-lab"},
     }
     HOSTS_FILE.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (STATE_DIR / "cluster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "ferryman-lab",
+                "kubeconfig": str(KUBECONFIG),
+                "context": "ferryman-lab",
+                "nodes": {h.node_name: h.node_name for h in NODES},
+                "kubelet_root": {h.node_name: str(h.kubelet_root) for h in NODES},
+            },
+            sort_keys=False,
+        )
+    )
 
 
 # --- up / down / status ---------------------------------------------------------------
