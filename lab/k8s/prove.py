@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,27 @@ def first_heartbeat(c: Client, pod: str) -> tuple[int, int] | None:
         return None
     beats = [ln.split() for ln in str(text).splitlines() if ln.startswith("hb ")]
     return (int(beats[0][1]), int(beats[0][2])) if beats else None
+
+
+def heartbeats_since(c: Client, pod: str, since_ns: int) -> list[int]:
+    """Counters the pod printed after `since_ns` (the restored container's log starts
+    with a copy of the source's: containerd restores container.log from the checkpoint)."""
+    text = c.request("GET", f"/api/v1/namespaces/{NS}/pods/{pod}/log?timestamps=true")
+    out = []
+    for ln in str(text).splitlines():
+        parts = ln.split()
+        if len(parts) >= 4 and parts[1] == "hb" and int(parts[3]) > since_ns:
+            out.append(int(parts[2]))
+    return out
+
+
+def in_container(node_mntns: str, task_root: str, cid: str, path: str) -> str | None:
+    """A file of a running container, read from its root file system on the node."""
+    f = f"{task_root}/{cid}/rootfs{path}"
+    p = subprocess.run(
+        ["nsenter", f"--mount={node_mntns}", "cat", f], capture_output=True, timeout=10
+    )
+    return p.stdout.decode().strip() if p.returncode == 0 else None
 
 
 def kubelet_checkpoint(
@@ -140,6 +162,7 @@ def run_proof() -> dict[str, Any]:
     delete_pod(c, POD)
     out["source_delete_s"] = round(time.monotonic() - t, 2)
     t = time.monotonic()
+    restore_started_ns = time.time_ns()
     c.create(pods, pod_spec(f"{POD}-restored", n2.node_name, image))
     try:
         c.wait_for(f"{pods}/{POD}-restored", pod_ready, 120)
@@ -148,12 +171,28 @@ def run_proof() -> dict[str, Any]:
         p = c.maybe_get(f"{pods}/{POD}-restored")
         out["restored_pod_status"] = (p or {}).get("status", {}).get("containerStatuses")
     time.sleep(1.5)
-    first = first_heartbeat(c, f"{POD}-restored")
-    last = last_heartbeat(c, f"{POD}-restored")
-    out["restored_first_counter"] = first[0] if first else None
-    out["restored_last_counter"] = last[0] if last else None
+    after = heartbeats_since(c, f"{POD}-restored", restore_started_ns)
+    out["restored_counters_after_restore"] = (
+        after[:3] + (["..."] if len(after) > 4 else []) + after[-1:]
+    )
     out["counter_continued"] = bool(
-        first and hb_at_checkpoint and first[0] > 1 and first[0] >= hb_at_checkpoint[0] - 50
+        after
+        and hb_at_checkpoint
+        and hb_at_checkpoint[0] - 5 <= after[0] <= hb_at_checkpoint[0] + 5
+    )
+    p = c.get(f"{pods}/{POD}-restored")
+    cid = p["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    n2_task_root = f"{n2.run}/containerd/io.containerd.runtime.v2.task/k8s.io"
+    out["rootfs_file_after_restore"] = in_container(
+        str(n2.mntns), n2_task_root, cid, "/tmp/in-rootfs"
+    )
+    emptydir = (
+        f"{n2.kubelet_root}/pods/{p['metadata']['uid']}/volumes/kubernetes.io~empty-dir/scratch"
+    )
+    out["emptydir_file_after_restore"] = (
+        Path(emptydir, "in-emptydir").read_text().strip()
+        if Path(emptydir, "in-emptydir").exists()
+        else None
     )
     return out
 
