@@ -297,12 +297,8 @@ def _cgroup_dirs(h: Host) -> list[Path]:
         return [base / h.cgroup_root.lstrip("/")]
     dirs = []
     for d in sorted(base.iterdir()):
-        if (
-            d.is_dir()
-            and not d.is_symlink()
-            and d.name != "unified"
-            and (d / "cgroup.procs").exists()
-        ):
+        # every hierarchy, the hybrid's unified one too (runc makes the pods' there)
+        if d.is_dir() and not d.is_symlink() and (d / "cgroup.procs").exists():
             dirs.append(d / h.cgroup_root.lstrip("/"))
     return dirs
 
