@@ -177,6 +177,20 @@ def freezer_argv(cgroup: str, freeze: bool, *, v2: bool = False) -> list[str]:
     return ["sh", "-c", 'printf %s "$1" > "$2"', "freezer", value, path]
 
 
+def ctr_task(action: str, container_id: str, *extra: str, address: str | None = None) -> list[str]:
+    """containerd's own pause / resume / kill of a pod's container on its node.
+
+    The freeze of a move is `pause` through containerd (not a write to the freezer):
+    the CRI checkpoint pauses and resumes a running task itself, but leaves a task that
+    containerd already has paused as it found it, so the source stays frozen after its
+    checkpoint (a cgroup frozen behind containerd's back makes the checkpoint fail:
+    "OCI runtime pause failed: container not running"). Rollback: `resume`. Commit:
+    `kill -s SIGKILL` while frozen (runc signals the frozen tasks, then thaws them: they
+    die without running; a `resume` after it finds no task)."""
+    addr = ["--address", address] if address else []
+    return ["ctr", *addr, "-n", "k8s.io", "task", action, *extra, container_id]
+
+
 def tar_out_argv(folder: str) -> list[str]:
     """A volume's files as a tar on stdout (node A)."""
     return ["tar", "-C", folder, "--numeric-owner", "-cf", "-", "."]

@@ -5,11 +5,14 @@
    and the same through the API server's node proxy) writes a checkpoint tar;
 3. a checkpoint image (one layer: the tar; annotation org.criu.checkpoint.container.name)
    is pushed to the lab registry;
-4. the source pod is deleted, and a pod bound to fk-node2 whose image is the checkpoint
-   image is created: containerd restores the container, the counter continues.
+4. before the checkpoint the source container is paused through containerd (over SSH, as
+   ferryman reaches a node), and stays frozen after it; a pod bound to fk-node2 whose
+   image is the checkpoint image is created: containerd restores the container and the
+   counter continues from the frozen source's; then the source is killed while frozen
+   and its pod deleted. Exactly one copy runs at any moment.
 
-Prints timings and the counter values as JSON. Not a migration (no freeze, no rollback):
-the proof that the pieces ferryman's pod move uses work here.
+Prints timings and the counter values as JSON. Not ferryman's move (no journal, no
+rollback): the proof that the pieces it uses work here.
 """
 
 from __future__ import annotations
@@ -21,11 +24,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.k8s import oci
+from core.k8s import oci, podmove
 from core.k8s.api import Client, KubeError, pod_ready, ssl_context
 from core.k8s.registry import Registry
+from core.remote import path_export, quote
 from lab.k8s.cluster import admin
-from lab.k8s.layout import KUBELET_PORT, NODES, REGISTRY, REGISTRY_SOCKET, WORKLOAD_IMAGE
+from lab.k8s.layout import (
+    KEY,
+    KNOWN_HOSTS,
+    KUBELET_PORT,
+    NODES,
+    REGISTRY,
+    REGISTRY_SOCKET,
+    WORKLOAD_IMAGE,
+    Host,
+)
 
 NS = "default"
 POD = "counter"
@@ -122,7 +135,35 @@ def delete_pod(c: Client, name: str) -> None:
     c.wait_for(f"/api/v1/namespaces/{NS}/pods/{name}", lambda p: p is None, 60)
 
 
+def ssh(h: Host, argv: list[str], timeout: float = 30) -> tuple[float, str]:
+    """A command on a node over SSH (as ferryman reaches it), quoted once by core.remote."""
+    t = time.monotonic()
+    cmd = path_export() + quote(argv)
+    p = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(KEY),
+            "-o",
+            f"UserKnownHostsFile={KNOWN_HOSTS}",
+            "-o",
+            "BatchMode=yes",
+            f"root@{h.address}",
+            cmd,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if p.returncode != 0:
+        raise KubeError(f"{h.node_name}: {argv[:4]}: exit {p.returncode}: {p.stderr.strip()}")
+    return time.monotonic() - t, p.stdout
+
+
 def run_proof() -> dict[str, Any]:
+    """The one-live-copy path: pause (containerd, over SSH) -> checkpoint (kubelet,
+    through the API server) -> checkpoint image -> restored pod on node2 -> the source
+    killed while frozen and deleted."""
     c = admin()
     n1, n2 = NODES
     out: dict[str, Any] = {}
@@ -132,23 +173,38 @@ def run_proof() -> dict[str, Any]:
 
     t = time.monotonic()
     c.create(pods, pod_spec(POD, n1.node_name, WORKLOAD_IMAGE))
-    c.wait_for(f"{pods}/{POD}", pod_ready, 120)
+    src = c.wait_for(f"{pods}/{POD}", pod_ready, 120)
     out["source_pod_running_s"] = round(time.monotonic() - t, 2)
     c.wait_for(f"{pods}/{POD}", lambda p: last_heartbeat(c, POD) is not None, 30)
     time.sleep(2)
+    cid = src["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
 
-    # Straight to the kubelet, then through the API server's node proxy.
+    # 1. The kubelet's own endpoint, straight (a forensic checkpoint: the container runs on).
     items, dt = kubelet_checkpoint(c, n1.address, POD, CONTAINER)
-    out["kubelet_checkpoint_s"] = round(dt, 3)
-    out["kubelet_checkpoint_tar"] = items[0]
+    out["kubelet_10250_checkpoint_s"] = round(dt, 3)
+    out["kubelet_10250_checkpoint_tar"] = items[0]
+
+    # 2. The move: freeze through containerd, so the checkpoint leaves it frozen.
+    freeze_t = time.monotonic()
+    dt, _ = ssh(n1, podmove.ctr_task("pause", cid))
+    frozen_ns = time.time_ns()  # from here on the source must print nothing
+    out["pause_over_ssh_s"] = round(dt, 3)
+    last_src = last_heartbeat(c, POD)
+    out["source_last_counter"] = last_src[0] if last_src else None
     t = time.monotonic()
     items = c.checkpoint(n1.node_name, NS, POD, CONTAINER)
     out["proxy_checkpoint_s"] = round(time.monotonic() - t, 3)
-    hb_at_checkpoint = last_heartbeat(c, POD)
-    out["counter_at_checkpoint"] = hb_at_checkpoint[0] if hb_at_checkpoint else None
     tar = Path(items[0])
     out["checkpoint_tar"] = str(tar)
     out["checkpoint_tar_bytes"] = tar.stat().st_size
+    _, state = ssh(
+        n1,
+        [
+            "cat",
+            f"/sys/fs/cgroup/freezer{podmove.pod_cgroup(src, n1.cgroup_root)}/{cid}/freezer.state",
+        ],
+    )
+    out["source_freezer_after_checkpoint"] = state.strip()
 
     t = time.monotonic()
     img = oci.checkpoint_image(tar.read_bytes(), CONTAINER)
@@ -159,41 +215,38 @@ def run_proof() -> dict[str, Any]:
     out["checkpoint_image"] = image
 
     t = time.monotonic()
-    delete_pod(c, POD)
-    out["source_delete_s"] = round(time.monotonic() - t, 2)
-    t = time.monotonic()
-    restore_started_ns = time.time_ns()
-    c.create(pods, pod_spec(f"{POD}-restored", n2.node_name, image))
+    restore_ns = time.time_ns()
+    new = podmove.restored_pod(src, n2.node_name, {CONTAINER: image}, name=f"{POD}-restored")
+    c.create(pods, new)
     try:
         c.wait_for(f"{pods}/{POD}-restored", pod_ready, 120)
     finally:
         out["restored_pod_ready_s"] = round(time.monotonic() - t, 2)
-        p = c.maybe_get(f"{pods}/{POD}-restored")
-        out["restored_pod_status"] = (p or {}).get("status", {}).get("containerStatuses")
+    out["freeze_to_restored_ready_s"] = round(time.monotonic() - freeze_t, 2)
+    out["source_printed_while_frozen"] = heartbeats_since(c, POD, frozen_ns)
+
+    # Commit: kill the frozen source (runc sends SIGKILL to the frozen tasks and thaws
+    # them: they die without running), then delete its pod object.
+    t = time.monotonic()
+    ssh(n1, podmove.ctr_task("kill", cid, "-s", "SIGKILL"))
+    delete_pod(c, POD)
+    out["source_kill_delete_s"] = round(time.monotonic() - t, 2)
+
     time.sleep(1.5)
-    after = heartbeats_since(c, f"{POD}-restored", restore_started_ns)
-    out["restored_counters_after_restore"] = (
-        after[:3] + (["..."] if len(after) > 4 else []) + after[-1:]
-    )
+    # The restored log starts with the source's (containerd restores container.log).
+    after = heartbeats_since(c, f"{POD}-restored", restore_ns)
+    out["restored_counters"] = after[:3] + (["..."] if len(after) > 4 else []) + after[-1:]
     out["counter_continued"] = bool(
-        after
-        and hb_at_checkpoint
-        and hb_at_checkpoint[0] - 5 <= after[0] <= hb_at_checkpoint[0] + 5
+        after and last_src and after[0] in (last_src[0], last_src[0] + 1)
     )
     p = c.get(f"{pods}/{POD}-restored")
-    cid = p["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
-    n2_task_root = f"{n2.run}/containerd/io.containerd.runtime.v2.task/k8s.io"
+    rcid = p["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    task_root = f"{n2.run}/containerd/io.containerd.runtime.v2.task/k8s.io"
     out["rootfs_file_after_restore"] = in_container(
-        str(n2.mntns), n2_task_root, cid, "/tmp/in-rootfs"
+        str(n2.mntns), task_root, rcid, "/tmp/in-rootfs"
     )
-    emptydir = (
-        f"{n2.kubelet_root}/pods/{p['metadata']['uid']}/volumes/kubernetes.io~empty-dir/scratch"
-    )
-    out["emptydir_file_after_restore"] = (
-        Path(emptydir, "in-emptydir").read_text().strip()
-        if Path(emptydir, "in-emptydir").exists()
-        else None
-    )
+    emptydir = Path(podmove.emptydir_paths(p, str(n2.kubelet_root))["scratch"], "in-emptydir")
+    out["emptydir_file_after_restore"] = emptydir.read_text().strip() if emptydir.exists() else None
     return out
 
 
