@@ -146,8 +146,8 @@ def daemon(h: Host, name: str, argv: list[str]) -> int:
     execs the program, so the pid is the daemon's), its output in STATE/HOST/NAME.log."""
     if p := pid_of(h, name):
         return p
-    h.run.mkdir(parents=True, exist_ok=True)
-    h.state.mkdir(parents=True, exist_ok=True)
+    for d in (h.run, h.state, h.bin_dir):
+        d.mkdir(parents=True, exist_ok=True)
     with open(h.state / f"{name}.log", "ab") as out:
         p = subprocess.Popen(
             argv,
@@ -155,7 +155,8 @@ def daemon(h: Host, name: str, argv: list[str]) -> int:
             stderr=out,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8"},
+            # The host's own bin folder first: fault tests put a failing `criu` there.
+            env={"PATH": f"{h.bin_dir}:{PATH}", "HOME": "/root", "LANG": "C.UTF-8"},
         )
     _pidfile(h, name).write_text(str(p.pid))
     return p.pid
@@ -900,7 +901,7 @@ def sshd_up(h: Host) -> None:
         r"^SetEnv .*$",
         (
             f"SetEnv CONTAINERD_ADDRESS={h.containerd_socket} CONTAINERD_NAMESPACE=k8s.io "
-            f"FERRYMAN_PATH_PREFIX={PREFIX}/usr/bin FERRYMAN_LAB_HOST={h.node_name} "
+            f"FERRYMAN_PATH_PREFIX={h.bin_dir}:{PREFIX}/usr/bin FERRYMAN_LAB_HOST={h.node_name} "
             f"FERRYMAN_KUBELET_ROOT={h.kubelet_root}"
         ),
         text,

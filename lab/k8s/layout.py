@@ -93,6 +93,12 @@ class Host:
         return self.state / "kubelet"
 
     @property
+    def bin_dir(self) -> Path:
+        """First on the PATH of this host's daemons (containerd, so runc and CRIU): for a
+        host-specific tool, e.g. a failing `criu` in fault tests."""
+        return self.run / "bin"
+
+    @property
     def sshd_config(self) -> Path:
         return self.state / "sshd_config"
 

@@ -21,14 +21,16 @@ import http.client
 import json
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from core.k8s import oci, podmove
-from core.k8s.api import Client, KubeError, pod_ready, ssl_context
+from core.k8s.api import Client, KubeError, pod_ready, ssl_context, summary
 from core.k8s.registry import Registry
 from core.remote import path_export, quote
-from lab.k8s.cluster import admin
+from lab.k8s.cluster import PREFIX, admin, daemon, ns, stop
 from lab.k8s.layout import (
     KEY,
     KNOWN_HOSTS,
@@ -250,5 +252,95 @@ def run_proof() -> dict[str, Any]:
     return out
 
 
+def _restore_failed(p: Any) -> bool:
+    for cs in (p or {}).get("status", {}).get("containerStatuses") or []:
+        st = cs.get("state") or {}
+        waiting = (st.get("waiting") or {}).get("reason")
+        if waiting not in (None, "ContainerCreating", "PodInitializing") or "terminated" in st:
+            return True
+    return False
+
+
+def run_rollback_proof() -> dict[str, Any]:
+    """A forced restore failure: node2's containerd finds a failing `criu` first on its
+    PATH; the restored pod fails to start; the restored pod is deleted and the source,
+    frozen through containerd, resumed: its counter continues."""
+    c = admin()
+    out: dict[str, Any] = {}
+    for n in ("counter", "counter-restored"):
+        delete_pod(c, n)
+    with failing_criu(NODES[1]):
+        return _rollback(c, out)
+
+
+def restart_containerd(h: Host) -> None:
+    stop(h, "containerd")
+    daemon(
+        h,
+        "containerd",
+        ns(h, [str(PREFIX / "usr/bin/containerd"), "--config", str(h.state / "containerd.toml")]),
+    )
+    time.sleep(2)
+
+
+@contextmanager
+def failing_criu(h: Host) -> Iterator[None]:
+    """A `criu` that fails, first on the PATH of the node's containerd (so runc's)."""
+    h.bin_dir.mkdir(parents=True, exist_ok=True)
+    fake = h.bin_dir / "criu"
+    fake.write_text("#!/bin/sh\necho 'ferryman fault test: criu fails on this node' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    restart_containerd(h)
+    try:
+        yield
+    finally:
+        fake.unlink(missing_ok=True)
+        restart_containerd(h)
+
+
+def _rollback(c: Client, out: dict[str, Any]) -> dict[str, Any]:
+    n1, n2 = NODES
+    pods = "/api/v1/namespaces/default/pods"
+    c.create(pods, pod_spec("counter", n1.node_name, WORKLOAD_IMAGE))
+    src = c.wait_for(f"{pods}/counter", pod_ready, 60)
+    time.sleep(2)
+    cid = src["status"]["containerStatuses"][0]["containerID"].split("://")[1]
+    ssh(n1, podmove.ctr_task("pause", cid))
+    frozen_ns = time.time_ns()
+    last = last_heartbeat(c, "counter")
+    out["source_last_counter"] = last[0]
+    items = c.checkpoint(n1.node_name, "default", "counter", "counter")
+    img = oci.checkpoint_image(Path(items[0]).read_bytes(), "counter")
+    tag = str(int(time.time()))
+    Registry(f"unix:{REGISTRY_SOCKET}").push("ferryman/counter-checkpoint", tag, img)
+    c.create(
+        pods,
+        podmove.restored_pod(
+            src,
+            n2.node_name,
+            {"counter": f"{REGISTRY}/ferryman/counter-checkpoint:{tag}"},
+            name="counter-restored",
+        ),
+    )
+    t = time.monotonic()
+    p = c.wait_for(f"{pods}/counter-restored", _restore_failed, 60)
+    out["restore_failed_after_s"] = round(time.monotonic() - t, 2)
+    cs = p["status"]["containerStatuses"][0]["state"]
+    out["restored_state"] = {k: {kk: str(vv)[:400] for kk, vv in v.items()} for k, v in cs.items()}
+    # rollback: remove the restored pod, resume the source
+    t = time.monotonic()
+    delete_pod(c, "counter-restored")
+    ssh(n1, podmove.ctr_task("resume", cid))
+    out["rollback_s"] = round(time.monotonic() - t, 2)
+    time.sleep(1.5)
+    after = heartbeats_since(c, "counter", frozen_ns)
+    out["source_after_resume"] = after[:3] + after[-1:]
+    out["source_continued"] = bool(after) and after[0] in (last[0], last[0] + 1)
+    out["source_pod"] = summary(c.get(f"{pods}/counter"))
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps(run_proof(), indent=1))
+    print(
+        json.dumps({"move": run_proof(), "forced_restore_failure": run_rollback_proof()}, indent=1)
+    )
