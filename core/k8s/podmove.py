@@ -100,6 +100,17 @@ def why_not_movable(pod: dict[str, Any], *, allow_owned: bool = False) -> list[R
     return out
 
 
+WAIT_CONTAINER = "ferryman-wait"
+READY_MARK = ".ferryman-ready"
+# Waits until ferryman has copied every emptyDir volume and marked it (at most ~60 s:
+# then it fails, and so does the restored pod, which the move then rolls back).
+WAIT_SCRIPT = (
+    'for d in "$@"; do i=0; until [ -e "$d/' + READY_MARK + '" ]; do i=$((i+1)); '
+    '[ $i -gt 600 ] && echo "ferryman: $d was never filled" >&2 && exit 1; sleep 0.1; done; '
+    'rm -f "$d/' + READY_MARK + '"; done'
+)
+
+
 def restored_pod(
     source: dict[str, Any],
     target_node: str,
@@ -107,11 +118,19 @@ def restored_pod(
     *,
     name: str | None = None,
     source_node: str | None = None,
+    wait_image: str | None = None,
 ) -> dict[str, Any]:
     """The pod to create on `target_node`: the source's spec, bound to the target
     (spec.nodeName: no scheduler involved), each container's image its checkpoint image
     (`images`: container name -> image reference), pulled if absent. What the API server
-    set (uid, resourceVersion, status, ...) is left out."""
+    set (uid, resourceVersion, status, ...) is left out.
+
+    The source's init containers ran already (their effects are in the volumes that
+    move): they are left out. With `wait_image` (an image with /bin/sh, e.g. the source
+    container's own), and emptyDir volumes to carry, the pod gets one init container
+    instead that holds the restore until ferryman has filled each emptyDir folder on the
+    target and left READY_MARK in it: the checkpoint does not hold volume contents, and
+    the restored processes must find their files there."""
     missing = [c["name"] for c in source["spec"]["containers"] if c["name"] not in images]
     if missing:
         raise ValueError(f"no checkpoint image for container(s) {', '.join(missing)}")
@@ -123,8 +142,24 @@ def restored_pod(
     for c in spec["containers"]:
         c["image"] = images[c["name"]]
         c["imagePullPolicy"] = "IfNotPresent"
-    # Init containers ran on the source; a restored pod runs them again before the
-    # restored containers (their effects on emptyDir volumes are already in the copy).
+    spec.pop("initContainers", None)
+    empty = [v["name"] for v in spec.get("volumes") or [] if volume_kind(v) == "emptyDir"]
+    if wait_image and empty:
+        spec["initContainers"] = [
+            {
+                "name": WAIT_CONTAINER,
+                "image": wait_image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": [
+                    "/bin/sh",
+                    "-c",
+                    WAIT_SCRIPT,
+                    WAIT_CONTAINER,
+                    *(f"/ferryman/{v}" for v in empty),
+                ],
+                "volumeMounts": [{"name": v, "mountPath": f"/ferryman/{v}"} for v in empty],
+            }
+        ]
     annotations = dict(meta.get("annotations") or {})
     annotations[MIGRATION_ANNOTATION] = (
         f"{source_node or source['spec'].get('nodeName', '')}/{meta.get('uid', '')}"
@@ -199,6 +234,23 @@ def tar_out_argv(folder: str) -> list[str]:
 def tar_in_argv(folder: str) -> list[str]:
     """A tar from stdin into a volume folder (node B), owners kept."""
     return ["tar", "-C", folder, "--numeric-owner", "--same-permissions", "-xf", "-"]
+
+
+def wait_folder_argv(folder: str, timeout_s: float = 30) -> list[str]:
+    """Waits (on node B) until the kubelet has made the restored pod's volume folder."""
+    return [
+        "sh",
+        "-c",
+        'i=0; until [ -d "$1" ]; do i=$((i+1)); [ $i -gt $2 ] && exit 1; sleep 0.05; done',
+        "wait_folder",
+        folder,
+        str(int(timeout_s * 20)),
+    ]
+
+
+def mark_ready_argv(folder: str) -> list[str]:
+    """Tells the restored pod's wait container that this folder is filled."""
+    return ["touch", f"{folder}/{READY_MARK}"]
 
 
 def _minor(version: str) -> tuple[int, int]:

@@ -162,6 +162,26 @@ def ssh(h: Host, argv: list[str], timeout: float = 30) -> tuple[float, str]:
     return time.monotonic() - t, p.stdout
 
 
+def copy_over_ssh(a: Host, out_argv: list[str], b: Host, in_argv: list[str]) -> None:
+    """`ssh a OUT | ssh b IN`, relayed by this machine (as the console relays)."""
+    base = ["ssh", "-i", str(KEY), "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "BatchMode=yes"]
+    src = subprocess.Popen(
+        [*base, f"root@{a.address}", path_export() + quote(out_argv)], stdout=subprocess.PIPE
+    )
+    dst = subprocess.run(
+        [*base, f"root@{b.address}", path_export() + quote(in_argv)],
+        stdin=src.stdout,
+        capture_output=True,
+        timeout=60,
+    )
+    assert src.stdout is not None
+    src.stdout.close()
+    if src.wait(timeout=60) != 0 or dst.returncode != 0:
+        raise KubeError(
+            f"copy {a.node_name} -> {b.node_name}: {dst.stderr.decode(errors='replace').strip()}"
+        )
+
+
 def run_proof() -> dict[str, Any]:
     """The one-live-copy path: pause (containerd, over SSH) -> checkpoint (kubelet,
     through the API server) -> checkpoint image -> restored pod on node2 -> the source
@@ -218,9 +238,20 @@ def run_proof() -> dict[str, Any]:
 
     t = time.monotonic()
     restore_ns = time.time_ns()
-    new = podmove.restored_pod(src, n2.node_name, {CONTAINER: image}, name=f"{POD}-restored")
-    c.create(pods, new)
+    new = podmove.restored_pod(
+        src, n2.node_name, {CONTAINER: image}, name=f"{POD}-restored", wait_image=WORKLOAD_IMAGE
+    )
+    created = c.create(pods, new)
     try:
+        # The emptyDir folders: from the frozen source's to the restored pod's, over SSH.
+        t2 = time.monotonic()
+        src_dirs = podmove.emptydir_paths(src, str(n1.kubelet_root))
+        dst_dirs = podmove.emptydir_paths(created, str(n2.kubelet_root))
+        for vol, dst in dst_dirs.items():
+            ssh(n2, podmove.wait_folder_argv(dst))
+            copy_over_ssh(n1, podmove.tar_out_argv(src_dirs[vol]), n2, podmove.tar_in_argv(dst))
+            ssh(n2, podmove.mark_ready_argv(dst))
+        out["emptydir_copy_s"] = round(time.monotonic() - t2, 3)
         c.wait_for(f"{pods}/{POD}-restored", pod_ready, 120)
     finally:
         out["restored_pod_ready_s"] = round(time.monotonic() - t, 2)
