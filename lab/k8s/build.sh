@@ -50,7 +50,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
   local opts=(-o Dir::State::Lists="$work/lists" -o Dir::Etc::SourceList=/dev/null
               -o Dir::Etc::SourceParts="$work/parts" -o Dir::Cache="$work/cache"
-              -o Dir::State::Status=/var/lib/dpkg/status)
+              -o Dir::State::Status=/var/lib/dpkg/status -o APT::Sandbox::User=root)
   apt-get "${opts[@]}" update -qq
   (cd "$dest" && apt-get "${opts[@]}" download "$@" >/dev/null)
   rm -rf "$work"
