@@ -251,3 +251,31 @@ def test_node_refusals():
     assert "no CRI checkpoint" in str(
         podmove.node_refusals(_node(runtime="docker://20.10"), {}, role="source")[0]
     )
+
+
+def test_oci_archive_is_an_image_layout_naming_the_image():
+    import io
+    import tarfile
+
+    img = oci.checkpoint_image(b"tar", "c")
+    arch = tarfile.open(fileobj=io.BytesIO(oci.oci_archive(img, "ferryman.local/ck:1")))
+    names = set(arch.getnames())
+    assert {"oci-layout", "index.json"} <= names
+    for b in (*img.blobs,):
+        assert f"blobs/sha256/{b.digest.split(':')[1]}" in names
+    index = json.loads(arch.extractfile("index.json").read())
+    m = index["manifests"][0]
+    assert m["digest"] == img.manifest_digest
+    assert m["annotations"]["io.containerd.image.name"] == "ferryman.local/ck:1"
+    assert arch.extractfile(f"blobs/sha256/{m['digest'].split(':')[1]}").read() == img.manifest
+
+
+def test_restored_pod_waits_for_its_emptydir_copies():
+    src = _pod(spec={"initContainers": [{"name": "setup", "image": "x"}]})
+    new = podmove.restored_pod(src, "fk-node2", {"c": "ck"}, wait_image="img:1")
+    (wait,) = new["spec"]["initContainers"]
+    assert wait["name"] == podmove.WAIT_CONTAINER and wait["image"] == "img:1"
+    assert wait["command"][-1] == "/ferryman/scratch"
+    assert wait["volumeMounts"] == [{"name": "scratch", "mountPath": "/ferryman/scratch"}]
+    assert "initContainers" not in podmove.restored_pod(src, "fk-node2", {"c": "ck"})["spec"]
+    assert podmove.mark_ready_argv("/v")[-1] == "/v/" + podmove.READY_MARK
