@@ -258,16 +258,16 @@ def test_oci_archive_is_an_image_layout_naming_the_image():
     import tarfile
 
     img = oci.checkpoint_image(b"tar", "c")
-    arch = tarfile.open(fileobj=io.BytesIO(oci.oci_archive(img, "ferryman.local/ck:1")))
-    names = set(arch.getnames())
-    assert {"oci-layout", "index.json"} <= names
-    for b in (*img.blobs,):
-        assert f"blobs/sha256/{b.digest.split(':')[1]}" in names
-    index = json.loads(arch.extractfile("index.json").read())
-    m = index["manifests"][0]
-    assert m["digest"] == img.manifest_digest
-    assert m["annotations"]["io.containerd.image.name"] == "ferryman.local/ck:1"
-    assert arch.extractfile(f"blobs/sha256/{m['digest'].split(':')[1]}").read() == img.manifest
+    with tarfile.open(fileobj=io.BytesIO(oci.oci_archive(img, "ferryman.local/ck:1"))) as arch:
+        names = set(arch.getnames())
+        assert {"oci-layout", "index.json"} <= names
+        for b in img.blobs:
+            assert f"blobs/sha256/{b.digest.split(':')[1]}" in names
+        index = json.loads(arch.extractfile("index.json").read())
+        m = index["manifests"][0]
+        assert m["digest"] == img.manifest_digest
+        assert m["annotations"]["io.containerd.image.name"] == "ferryman.local/ck:1"
+        assert arch.extractfile(f"blobs/sha256/{m['digest'].split(':')[1]}").read() == img.manifest
 
 
 def test_restored_pod_waits_for_its_emptydir_copies():
