@@ -86,8 +86,11 @@ binaries=(kubelet kube-apiserver)
 [ "$WANT_KUBECTL" = 1 ] && binaries+=(kubectl)
 
 missing=()
+version_of() {  # kubectl has no --version
+  if [ "$1" = kubectl ]; then "$BIN/$1" version --client 2>/dev/null; else "$BIN/$1" --version 2>/dev/null; fi
+}
 for b in "${binaries[@]}"; do
-  if [ ! -x "$BIN/$b" ] || ! "$BIN/$b" --version 2>/dev/null | grep -q "$K8S_VERSION"; then
+  if [ ! -x "$BIN/$b" ] || ! version_of "$b" | grep -q "$K8S_VERSION"; then
     missing+=("$b")
   fi
 done
@@ -164,7 +167,7 @@ esac
 
 log "kubelet:        $BIN/kubelet ($("$BIN/kubelet" --version))"
 log "kube-apiserver: $BIN/kube-apiserver ($("$BIN/kube-apiserver" --version))"
-[ -x "$BIN/kubectl" ] && log "kubectl:        $BIN/kubectl"
+if [ -x "$BIN/kubectl" ]; then log "kubectl:        $BIN/kubectl ($(version_of kubectl | head -1))"; fi
 log "etcd:           $PREFIX/usr/bin/etcd ($("$PREFIX/usr/bin/etcd" --version | head -1))"
 log "registry:       $PREFIX/usr/bin/docker-registry ($("$PREFIX/usr/bin/docker-registry" --version 2>&1 | head -1))"
 log "containerd:     $PREFIX/usr/bin/containerd ($cver)"
