@@ -119,6 +119,7 @@ def restored_pod(
     name: str | None = None,
     source_node: str | None = None,
     wait_image: str | None = None,
+    keep_owner: bool = False,
 ) -> dict[str, Any]:
     """The pod to create on `target_node`: the source's spec, bound to the target
     (spec.nodeName: no scheduler involved), each container's image its checkpoint image
@@ -170,7 +171,10 @@ def restored_pod(
         "labels": dict(meta.get("labels") or {}),
         "annotations": annotations,
     }
-    if meta.get("ownerReferences"):
+    # Not by default: a ReplicaSet that counts the restored pod beside the source one
+    # deletes the surplus, and it ranks the newer, more recently ready pod first. Untried
+    # here (the lab runs no controller manager).
+    if keep_owner and meta.get("ownerReferences"):
         new_meta["ownerReferences"] = copy.deepcopy(meta["ownerReferences"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": new_meta, "spec": spec}
 

@@ -198,6 +198,13 @@ def test_restored_pod_is_bound_to_the_target_with_checkpoint_images():
     assert "uid" not in new["metadata"] and "resourceVersion" not in new["metadata"]
     assert new["metadata"]["annotations"][podmove.MIGRATION_ANNOTATION] == "fk-node1/u-1"
     assert "status" not in new
+    owned = _pod(
+        metadata={"ownerReferences": [{"kind": "ReplicaSet", "name": "r", "controller": True}]}
+    )
+    assert "ownerReferences" not in podmove.restored_pod(owned, "n", {"c": "i"})["metadata"]
+    assert podmove.restored_pod(owned, "n", {"c": "i"}, keep_owner=True)["metadata"][
+        "ownerReferences"
+    ]
     assert src["spec"]["nodeName"] == "fk-node1"  # the source object is untouched
     with pytest.raises(ValueError, match="container"):
         podmove.restored_pod(src, "fk-node2", {})
