@@ -1049,7 +1049,7 @@ def down() -> None:
     net.bridge_down(BRIDGE)
     if ok(["mountpoint", "-q", str(MNT_DIR)]):
         run(["umount", str(MNT_DIR)], check=False)
-    # Runtime state goes; the PKI, SSH keys and the registry's storage stay.
+    # Runtime state goes; the PKI and SSH keys stay.
     for h in ALL:
         for sub in (
             "containerd",
@@ -1063,6 +1063,9 @@ def down() -> None:
             "log-containers",
         ):
             shutil.rmtree(h.state / sub, ignore_errors=True)
+    # The registry's storage too: checkpoint images hold process memory (up pushes the
+    # lab's two images again in about a second).
+    shutil.rmtree(STATE_DIR / "registry", ignore_errors=True)
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     STATUS_FILE.unlink(missing_ok=True)
     log("down")
