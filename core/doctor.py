@@ -755,7 +755,7 @@ _PATTERNS: tuple[_Pattern, ...] = (
         title="The container has established TCP connections",
         cause=_tcp_cause,
         fix=(
-            "Retry with --tcp-established, on dump and on restore: the connections survive "
+            "Retry with --tcp-established on dump and restore (`ferryman migrate … --criu-opt=--tcp-established`, or `r` in the doctor): the connections survive "
             "only if the container keeps its IP address on the target and the peer can reach "
             "it there. To drop them instead, use --tcp-close (the application sees them reset)."
         ),

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import criu_stats, remote
+from core import criu_stats, remote, runc_text
 from core import events as ev
 from core.dockerapi import EngineError
 from core.engine import checkpoint, criu_options, heartbeat, page_holder, postcopy, restore, twin
@@ -239,8 +239,7 @@ class Migration:
         try:
             r = await host.ssh.run(command, timeout=timeout)
         except CommandError as e:
-            said = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
-            last = said[-1] if said else f"exit status {e.status}"
+            last = _last_words(e.stderr) or f"exit status {e.status}"
             raise MigrationError(
                 f"{what or 'a command'} failed on {host.name}: {last}", host=host.name
             ) from e
@@ -853,9 +852,9 @@ class Migration:
         try:
             out = await armed.run()
         except CommandError as e:
-            said = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
             raise MigrationError(
-                f"{what} failed on {armed.host.name}: {said[-1] if said else f'exit status {e.status}'}",
+                f"{what} failed on {armed.host.name}: "
+                f"{_last_words(e.stderr) or f'exit status {e.status}'}",
                 host=armed.host.name,
                 log=await self._fetch(self.fleet[armed.host.name], log_path),
                 log_name=log_name,
@@ -1589,6 +1588,14 @@ async def _retry_while_unreachable(
                 raise
             log(e.host, f"{e}; trying again in {waits[0]:.0f} s")
             await asyncio.sleep(waits.pop(0))
+
+
+def _last_words(stderr: str) -> str:
+    """What a failed command said last, runc's logrus lines cleaned (core/runc_text.py),
+    a trailing "log file: …" line skipped (the log is fetched and shown on its own)."""
+    said = [ln.strip() for ln in runc_text.clean(stderr).splitlines() if ln.strip()]
+    words = [ln for ln in said if not ln.startswith("log file:")] or said
+    return words[-1] if words else ""
 
 
 async def _running_strict(host: Host, cid: str) -> bool:
