@@ -9,6 +9,7 @@ container after the dump (Docker then sees it exit), unless `leave_running`.
 from __future__ import annotations
 
 from core import remote
+from core.engine import criu_conf
 
 
 def checkpoint_cmd(
@@ -43,7 +44,9 @@ def checkpoint_cmd(
     return argv
 
 
-def under_conf_lock(argv: list[str], work_path: str, lock: str) -> str:
+def under_conf_lock(
+    argv: list[str], work_path: str, lock: str, conf_lines: tuple[str, ...] = ()
+) -> str:
     """`argv` (a runc checkpoint) started under the host's runc.conf lock, held until CRIU
     has read its configuration (its log has begun), then released.
 
@@ -54,10 +57,16 @@ def under_conf_lock(argv: list[str], work_path: str, lock: str) -> str:
     """
     q = remote.quote
     log = f"{work_path}/dump.log"
+    held, release = "", ""
+    if conf_lines:
+        # Options runc has no flag for, in runc's CRIU config file for this dump only.
+        held = criu_conf.hold("".join(f"{x}\n" for x in conf_lines), f"dump {argv[-1][:12]}") + "\n"
+        release = "put_back; trap - EXIT; "
     return (
         f"mkdir -p {q([lock.rsplit('/', 1)[0]])} && exec 9>{q([lock])} && "
         f"{{ flock -w 120 9 || {{ echo 'the runc.conf lock ({lock}) stayed busy for 120 s' >&2; exit 75; }}; }}; "
+        f"{held}"
         f"{q(argv)} 9>&- & rp=$!; "
         f"for _ in $(seq 1000); do [ -s {q([log])} ] && break; kill -0 $rp 2>/dev/null || break; sleep 0.01; done; "
-        f"exec 9>&-; wait $rp"
+        f"{release}exec 9>&-; wait $rp"
     )

@@ -461,7 +461,10 @@ class Migration:
             self.ctx.inspect = ins
             self.ctx.container_id = cid
             self.ctx.name = twin.container_name(ins)
-            self.ctx.restore_lines = list(twin.restore_conf_lines(ins))
+            self.ctx.restore_lines = [
+                *twin.restore_conf_lines(ins),
+                *criu_options.connection_defaults(req.criu_options)[2],
+            ]
             si, di = await asyncio.gather(self.src.engine.info(), self.dst.engine.info())
             self.ctx.src_data_root = si["DockerRootDir"]
             self.ctx.dst_data_root = di["DockerRootDir"]
@@ -781,6 +784,7 @@ class Migration:
         """Start, before the freeze, every command the freeze will need (core/engine/armed.py)."""
         c = self.ctx
         c.checkpoint_name = f"fm-{self.id}"
+        conn_flags, conn_dump_lines, _ = criu_options.connection_defaults(self.req.criu_options)
         dump = checkpoint.checkpoint_cmd(
             runc_root=self.src.spec.runc_root,
             container_id=c.container_id,
@@ -789,9 +793,11 @@ class Migration:
             systemd_cgroup=c.src_systemd,
             page_server=f"127.0.0.1:{c.pages.source_port}" if c.pages else None,
             parent_path=c.rounds.last_parent if c.rounds else None,
-            extra_flags=tuple(criu_options.dump_flags(self.req.criu_options)),
+            extra_flags=tuple(criu_options.dump_flags(self.req.criu_options) + conn_flags),
         )
-        dump_cmd = checkpoint.under_conf_lock(dump, f"{c.src_dir}/work", restore.LOCK)
+        dump_cmd = checkpoint.under_conf_lock(
+            dump, f"{c.src_dir}/work", restore.LOCK, conn_dump_lines
+        )
         if self.strategy in LAZY:
             dump_cmd = await self._arm_lazy()
         c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()
@@ -1162,6 +1168,11 @@ class Migration:
             port=c.lazy_link.source_port,
             systemd_cgroup=c.src_systemd,
             parent_path=c.rounds.last_parent if c.rounds else None,
+            extra_flags=tuple(
+                criu_options.dump_flags(self.req.criu_options)
+                + criu_options.connection_defaults(self.req.criu_options)[0]
+            ),
+            extra_conf=criu_options.connection_defaults(self.req.criu_options)[1],
         )
 
     def _lazy_meter(self) -> Meter:

@@ -84,6 +84,8 @@ def lazy_dump_script(
     port: int,
     systemd_cgroup: bool = False,
     parent_path: str | None = None,
+    extra_flags: tuple[str, ...] = (),
+    extra_conf: tuple[str, ...] = (),
 ) -> str:
     """The source's lazy dump: prints `RUNC <pid>`, `READY` when CRIU serves pages, `EXIT <rc>`.
 
@@ -99,6 +101,7 @@ def lazy_dump_script(
         systemd_cgroup=systemd_cgroup,
         page_server=f"127.0.0.1:{port}",
         parent_path=parent_path,  # hybrid: the last pre-copy round
+        extra_flags=extra_flags,
     )
     i = argv.index("checkpoint") + 1
     argv[i:i] = ["--lazy-pages", "--status-fd", "3"]
@@ -108,7 +111,7 @@ set -u
 mkdir -p {q(lock.rsplit("/", 1)[0])}
 exec 9>{q(lock)}
 flock -w 60 9 || {{ echo "LOCKED"; exit 75; }}
-{criu_conf.hold("address 127.0.0.1" + chr(10), f"lazy dump {container_id[:12]}", unlock_fd=9)}
+{criu_conf.hold("".join(x + chr(10) for x in ("address 127.0.0.1", *extra_conf)), f"lazy dump {container_id[:12]}", unlock_fd=9)}
 {remote.quote(argv)} 9>&- 3> >(n=$(head -c1 | wc -c); [ "$n" = 1 ] && echo READY) &
 rp=$!
 echo "RUNC $rp"
