@@ -689,6 +689,23 @@ _PATTERNS: tuple[_Pattern, ...] = (
         fix=_NOSPACE_FIX,
     ),
     _Pattern(
+        id="file-mount-v2",
+        rank=8,
+        triggers=_rx(
+            r"mnt-v2: Can't remount (?P<path>\S+) with MS_PRIVATE: No such file or directory"
+        ),
+        title="CRIU's mount engine could not restore a bind mount of a single file",
+        cause=lambda hit, ctx: (
+            "CRIU's default mount engine (mount-v2) failed on a mount of one file into the "
+            "container (Docker's --init bind-mounts docker-init this way): it could not "
+            "remount the file's mountpoint private."
+        ),
+        fix=(
+            "Restore with CRIU's older mount engine: the CRIU option mntns-compat-mode "
+            "(ferryman sets it for containers started with --init)."
+        ),
+    ),
+    _Pattern(
         id="missing-file",
         rank=10,
         triggers=_rx(
@@ -738,7 +755,7 @@ _PATTERNS: tuple[_Pattern, ...] = (
         title="The container has established TCP connections",
         cause=_tcp_cause,
         fix=(
-            "Retry with --tcp-established, on dump and on restore: the connections survive "
+            "Retry with --tcp-established on dump and restore (`ferryman migrate … --criu-opt=--tcp-established`, or `r` in the doctor): the connections survive "
             "only if the container keeps its IP address on the target and the peer can reach "
             "it there. To drop them instead, use --tcp-close (the application sees them reset)."
         ),

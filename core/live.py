@@ -35,8 +35,13 @@ class LiveBackend:
         return await containers(self.fleet[host])
 
     async def preflight(self, request: MigrationRequest) -> list[CheckResult]:
+        # Lazy pages are tried, not trusted (`criu check` says yes where they fail).
+        trial = request.strategy in ("post-copy", "hybrid") or (
+            request.strategy == "auto" and request.accept_risk
+        )
         src, dst = await asyncio.gather(
-            host_report(self.fleet[request.source]), host_report(self.fleet[request.target])
+            host_report(self.fleet[request.source], lazy_trial_run=trial),
+            host_report(self.fleet[request.target], lazy_trial_run=trial),
         )
         out = src.checks + dst.checks + pair_checks(src, dst)
         if src.reachable and dst.reachable:

@@ -87,11 +87,15 @@ def _main(argv: list[str] | None = None) -> None:
     )
     vm_help = "the VM lab: QEMU guests with Debian's kernel (soft-dirty, lazy pages)"
     up.add_argument("--vm", action="store_true", help=vm_help)
+    k8s_help = "the Kubernetes lab: etcd, kube-apiserver, two kubelet nodes (lab/k8s)"
+    up.add_argument("--k8s", action="store_true", help=k8s_help)
     dn = lsub.add_parser("down", help="remove everything the lab made (both kinds)")
     dn.add_argument("--vm", action="store_true", help="only the VM lab")
+    dn.add_argument("--k8s", action="store_true", help="only the Kubernetes lab")
     st = lsub.add_parser("status", help="what runs")
     st.add_argument("--json", action="store_true")
     st.add_argument("--vm", action="store_true", help="only the VM lab")
+    st.add_argument("--k8s", action="store_true", help="only the Kubernetes lab")
 
     hosts_opt = argparse.ArgumentParser(add_help=False)
     hosts_opt.add_argument("--hosts", metavar="FILE", default=argparse.SUPPRESS, help="hosts file")

@@ -40,6 +40,8 @@ def lab(args: argparse.Namespace) -> None:
     from lab.shell import LabError
 
     use_vm = getattr(args, "vm", False)
+    if getattr(args, "k8s", False):
+        return _k8s_lab(args)
     try:
         if args.lab_cmd == "up":
             n = control.parse_host_count(args.n)
@@ -72,6 +74,27 @@ def lab(args: argparse.Namespace) -> None:
                 print("\n".join([control.render_status(st), *map(vm.render_status, other)]))
     except LabError as e:
         _die(f"lab {args.lab_cmd}: {e}")
+
+
+def _k8s_lab(args: argparse.Namespace) -> None:
+    """The Kubernetes lab (lab/k8s): the binaries are built once and cached
+    (lab/k8s/build.sh, ~26 min cold), then the cluster comes up in seconds."""
+    import subprocess
+    from pathlib import Path
+
+    from lab.k8s import cluster
+
+    if args.lab_cmd == "up":
+        build = Path(__file__).resolve().parent.parent / "lab" / "k8s" / "build.sh"
+        if subprocess.run(["bash", str(build)]).returncode != 0:
+            _die("lab up --k8s: building the Kubernetes binaries failed (see above)")
+        st = cluster.up()
+    elif args.lab_cmd == "down":
+        cluster.down()
+        return
+    else:
+        st = cluster.status()
+    print(json.dumps(st, indent=1, default=str))
 
 
 async def ps(inv: Inventory, args: argparse.Namespace) -> None:

@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ferryman lab up >/dev/null
 .venv/bin/ruff check core tui ferryman lab tests bench scripts
-.venv/bin/mypy core
+.venv/bin/mypy core tui
+.venv/bin/lint-imports >/dev/null || .venv/bin/lint-imports
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -16,6 +16,7 @@ commit: `runc pause` freezes it (the freeze starts there), `runc checkpoint
 from __future__ import annotations
 
 from core import remote
+from core.engine import criu_conf
 
 
 def checkpoint_cmd(
@@ -107,7 +108,13 @@ FROZEN_TO = "frozen-to"  # ... and when the dump has ended
 
 
 def under_conf_lock(
-    argv: list[str], work_path: str, lock: str, *, first: list[str] | None = None
+    argv: list[str],
+    work_path: str,
+    lock: str,
+    conf_lines: tuple[str, ...] = (),
+    *,
+    first: list[str] | None = None,
+    own_conf: str = "",
 ) -> str:
     """`argv` (a runc checkpoint) started under the host's runc.conf lock, held until CRIU
     has read its configuration (its log has begun), then released.
@@ -117,6 +124,8 @@ def under_conf_lock(
     would read them too. So a dump waits for the lock (the container still runs, so the
     wait is not downtime) and lets go as soon as CRIU has its options.
 
+    `own_conf`: the container's own CRIU file (its `org.criu.config` annotation), which
+    runc reads instead of runc.conf: `conf_lines` go there.
     `first`: a command run just before the dump, once the lock is held (`runc pause`:
     the freeze starts after the wait for the lock, never before); the host's clock when
     it has returned (the tasks are frozen) and when the dump has ended go to FROZEN_FROM
@@ -132,10 +141,22 @@ def under_conf_lock(
             f"{q(remote.mkdir_private(work_path))} && {q(first)} && date +%s%N > {t0} && "
             f"{q(argv)}; rc=$?; date +%s%N > {t1} 2>/dev/null; exit $rc"
         )
+    held, release = "", ""
+    if conf_lines:
+        # Options runc has no flag for, in the CRIU config file runc reads for this
+        # container (runc.conf, or its own file), for this dump only.
+        text = "".join(f"{x}\n" for x in conf_lines)
+        held = (
+            criu_conf.hold_own(text, own_conf)
+            if own_conf
+            else criu_conf.hold(text, f"dump {argv[-1][:12]}")
+        ) + "\n"
+        release = "put_back; trap - EXIT; "
     return (
         f"mkdir -p {q([lock.rsplit('/', 1)[0]])} && exec 9>{q([lock])} && "
         f"{{ flock -w 120 9 || {{ echo 'the runc.conf lock ({lock}) stayed busy for 120 s' >&2; exit 75; }}; }}; "
+        f"{held}"
         f"( {run} ) 9>&- & rp=$!; "
         f"for _ in $(seq 1000); do [ -s {q([log])} ] && break; kill -0 $rp 2>/dev/null || break; sleep 0.01; done; "
-        f"exec 9>&-; wait $rp"
+        f"{release}exec 9>&-; wait $rp"
     )

@@ -85,3 +85,21 @@ def own_file(text: str, path: str, command: str) -> str:
             command,
         ]
     )
+
+
+def hold_own(text: str, path: str, *, unlock_fd: int | None = None) -> str:
+    """Shell lines, as `hold` but for a container's own CRIU file (no admin's file to
+    keep: it is ferryman's, core/engine/restore_runtime.py): write it, and define
+    `put_back` (remove it), trapped on exit."""
+    q = shlex.quote
+    unlock = f" flock -u {unlock_fd};" if unlock_fd is not None else ""
+    return "\n".join(
+        [
+            f"mkdir -p {q(path.rsplit('/', 1)[0])}",
+            f"put_back() {{ rm -f {q(path)};{unlock} }}",
+            "trap put_back EXIT",
+            "trap 'exit 129' HUP INT TERM",
+            f"(umask 077; printf %s {q(text)} > {q(path)}) || "
+            f"{{ echo 'cannot write {path}' >&2; exit 78; }}",
+        ]
+    )

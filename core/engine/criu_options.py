@@ -62,3 +62,22 @@ def dump_flags(options: tuple[str, ...]) -> list[str]:
 
 def config_lines(options: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{name} {value}".strip() for name, value in validate(options))
+
+
+# A move gives the container another host, and (on a bridge network) another address:
+# its TCP connections cannot survive it. So by default the dump takes established
+# connections along (TCP repair) and skips half-open ones still in a listen queue, and the
+# restore brings them back closed: the application sees them reset, clients reconnect.
+# Without this a server with a client connecting at the moment of the freeze makes CRIU
+# refuse the dump ("Connected TCP socket" / "In-flight connection"). Asking for
+# --tcp-established keeps them open instead (for a container that keeps its address).
+def connection_defaults(
+    options: tuple[str, ...],
+) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    """(runc checkpoint flags, dump config lines, restore config lines) added by default."""
+    names = {n for n, _ in validate(options)}
+    if "tcp-established" in names:
+        return [], (), ()
+    restore = () if "tcp-close" in names else ("tcp-close",)
+    dump = () if "skip-in-flight" in names else ("skip-in-flight",)
+    return ["--tcp-established"], dump, restore

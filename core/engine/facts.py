@@ -44,6 +44,7 @@ class Facts:
     #   frozen (--leave-running); a rollback thaws it (`runc resume`), the commit removes it
     twin_route: str = ""  # how the twin is restored (core/engine/restore_runtime.py `route`)
     twin_criu_conf: str = ""  # the twin's own CRIU file (annotation), "" on the runc.conf route
+    restore_lines: list[str] = field(default_factory=list)  # CRIU options its restores need
     console_pid: int = 0
     console_started: str = ""
     src_address: str = ""
@@ -65,6 +66,7 @@ class Facts:
         if "dump_fired" not in record:
             facts.dump_fired = bool(record.get("dump_done"))
         facts.moved_volumes = list(facts.moved_volumes or [])
+        facts.restore_lines = list(facts.restore_lines or [])
         return facts
 
     def facts(self) -> Facts:

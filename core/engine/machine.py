@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import criu_stats, remote
+from core import criu_stats, remote, runc_text
 from core import events as ev
 from core.dockerapi import EngineError
 from core.engine import (
@@ -248,8 +248,7 @@ class Migration:
         try:
             r = await host.ssh.run(command, timeout=timeout)
         except CommandError as e:
-            said = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
-            last = _telling_line(said) or f"exit status {e.status}"
+            last = _last_words(e.stderr) or f"exit status {e.status}"
             raise MigrationError(
                 f"{what or 'a command'} failed on {host.name}: {last}", host=host.name
             ) from e
@@ -290,14 +289,15 @@ class Migration:
         finally:
             self._q.put_nowait(None)
 
-    def _mark_interrupted(self, why: str) -> None:
+    def _mark_interrupted(self, why: str, result: str = "running") -> None:
         """The journal says the migration is unfinished (and the lock stays): whatever
-        happens next, `ferryman recover` sees it."""
+        happens next, `ferryman recover` sees it. "running" while this process still
+        works on it; "in doubt" once it has given up (recovery must not wait for it)."""
         if self.journal is not None and self.journal.result not in (
             "succeeded",
             "rolled back",
         ):
-            self.journal.result = "running"
+            self.journal.result = result
             self.journal.cause = f"{why}: `ferryman recover` finishes or rolls it back"
             self._save_ctx()
 
@@ -316,6 +316,7 @@ class Migration:
         if self.state is State.ROLLING_BACK:
             # Cancelled again during the rollback: stop, hold the lock, leave it to recovery.
             self._to(State.INTERRUPTED)
+            self._mark_interrupted(why + " during the rollback", "in doubt")
             self.emit(ev.Warning(text=f"{why} during the rollback: run `ferryman recover`"))
             return
         try:
@@ -330,7 +331,7 @@ class Migration:
         except asyncio.CancelledError:
             if self.state is not State.INTERRUPTED:
                 self._to(State.INTERRUPTED)
-            self._mark_interrupted(why + " twice")
+            self._mark_interrupted(why + " twice", "in doubt")
 
     async def _machine(self) -> None:
         started = time.monotonic()
@@ -469,6 +470,10 @@ class Migration:
             self.ctx.inspect = ins
             self.ctx.container_id = cid
             self.ctx.name = twin.container_name(ins)
+            self.ctx.restore_lines = [
+                *twin.restore_conf_lines(ins),
+                *criu_options.connection_defaults(req.criu_options)[2],
+            ]
             si, di = await asyncio.gather(self.src.engine.info(), self.dst.engine.info())
             self.ctx.src_data_root = si["DockerRootDir"]
             self.ctx.dst_data_root = di["DockerRootDir"]
@@ -849,6 +854,7 @@ class Migration:
         """Start, before the freeze, every command the freeze will need (core/engine/armed.py)."""
         c = self.ctx
         c.checkpoint_name = f"fm-{self.id}"
+        conn_flags, conn_dump_lines, _ = criu_options.connection_defaults(self.req.criu_options)
         dump = checkpoint.checkpoint_cmd(
             runc_root=self.src.spec.runc_root,
             container_id=c.container_id,
@@ -858,14 +864,21 @@ class Migration:
             leave_running=c.src_paused,  # frozen by the pause, and left so
             page_server=f"127.0.0.1:{c.pages.source_port}" if c.pages else None,
             parent_path=c.rounds.last_parent if c.rounds else None,
-            extra_flags=tuple(criu_options.dump_flags(self.req.criu_options)),
+            extra_flags=tuple(criu_options.dump_flags(self.req.criu_options) + conn_flags),
         )
         pause = (
             checkpoint.pause_cmd(self.src.spec.runc_root, c.container_id, c.src_systemd)
             if c.src_paused
             else None
         )
-        dump_cmd = checkpoint.under_conf_lock(dump, f"{c.src_dir}/work", restore.LOCK, first=pause)
+        dump_cmd = checkpoint.under_conf_lock(
+            dump,
+            f"{c.src_dir}/work",
+            restore.LOCK,
+            conn_dump_lines,
+            first=pause,
+            own_conf=self._source_own_conf(),
+        )
         if self.strategy in LAZY:
             dump_cmd = await self._arm_lazy()
         c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()
@@ -903,11 +916,19 @@ class Migration:
             script = f"{remote.quote(daemon)} && {script}"
         c.armed_restore = await Armed(self.dst.ssh, script).start()
 
+    def _source_own_conf(self) -> str:
+        """The source's own CRIU file when runc reads that instead of runc.conf (a
+        container ferryman restored onto Docker >= 28 names one); "" otherwise."""
+        conf = self.ctx.src_criu_conf
+        return conf if conf and conf != restore.CONF and restore_runtime.is_ours(conf) else ""
+
     def _restore_script(self) -> str:
         """The target's restore, by the twin's route (core/engine/restore_runtime.py)."""
         c = self.ctx
-        extra = (c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else ()) + tuple(
-            criu_options.config_lines(self.req.criu_options)
+        extra = (
+            (c.dst_cgroup.criu_options(c.twin_id) if c.dst_cgroup else ())
+            + tuple(criu_options.config_lines(self.req.criu_options))
+            + tuple(c.restore_lines)
         )
         lazy = c.lazy_link is not None
         if c.twin_route == restore_runtime.ROUTE_RUNTIME:
@@ -950,9 +971,9 @@ class Migration:
         try:
             out = await armed.run()
         except CommandError as e:
-            said = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
             raise MigrationError(
-                f"{what} failed on {armed.host.name}: {_telling_line(said) or f'exit status {e.status}'}",
+                f"{what} failed on {armed.host.name}: "
+                f"{_last_words(e.stderr) or f'exit status {e.status}'}",
                 host=armed.host.name,
                 log=await self._fetch(self.fleet[armed.host.name], log_path),
                 log_name=log_name,
@@ -1290,7 +1311,12 @@ class Migration:
             port=c.lazy_link.source_port,
             systemd_cgroup=c.src_systemd,
             parent_path=c.rounds.last_parent if c.rounds else None,
-            conf_file="" if c.src_criu_conf in ("", restore.CONF) else c.src_criu_conf,
+            extra_flags=tuple(
+                criu_options.dump_flags(self.req.criu_options)
+                + criu_options.connection_defaults(self.req.criu_options)[0]
+            ),
+            extra_conf=criu_options.connection_defaults(self.req.criu_options)[1],
+            conf_file=self._source_own_conf(),
         )
 
     def _lazy_meter(self) -> Meter:
@@ -1580,7 +1606,8 @@ class Migration:
                 images_dir=f"{c.src_dir}/img",
                 work_dir=f"{c.src_dir}/restore-work",
                 extra=(c.src_cgroup.criu_options(c.container_id) if c.src_cgroup else ())
-                + criu_options.config_lines(self.req.criu_options),
+                + criu_options.config_lines(self.req.criu_options)
+                + tuple(c.restore_lines),
                 criu_conf_file="" if own == restore.CONF else own,
             )
             await self.sh(self.src, script, what="resuming from the source's checkpoint")
@@ -1784,14 +1811,6 @@ class Migration:
         return str(p)
 
 
-def _telling_line(lines: list[str]) -> str:
-    """The line of a command's stderr that says why: the daemon's own answer when the
-    docker CLI gave one (Docker 28's CLI ends with `Error: failed to start containers: <id>`),
-    else the last line."""
-    daemon = [ln for ln in lines if "Error response from daemon" in ln]
-    return (daemon or lines or [""])[-1]
-
-
 async def _retry_while_unreachable(
     step: Callable[[], Awaitable[object]], log: Callable[[str, str], None], pauses=(1.0, 2.0, 4.0)
 ) -> None:
@@ -1807,6 +1826,17 @@ async def _retry_while_unreachable(
                 raise
             log(e.host, f"{e}; trying again in {waits[0]:.0f} s")
             await asyncio.sleep(waits.pop(0))
+
+
+def _last_words(stderr: str) -> str:
+    """What a failed command said last (or the daemon's answer), runc's logrus lines cleaned (core/runc_text.py),
+    a trailing "log file: …" line skipped (the log is fetched and shown on its own)."""
+    said = [ln.strip() for ln in runc_text.clean(stderr).splitlines() if ln.strip()]
+    words = [ln for ln in said if not ln.startswith("log file:")] or said
+    # The daemon's own answer when the docker CLI gave one: Docker 28's CLI ends with
+    # `Error: failed to start containers: <id>`, which says nothing.
+    daemon = [ln for ln in words if "Error response from daemon" in ln]
+    return (daemon or words or [""])[-1]
 
 
 async def _running_strict(host: Host, cid: str) -> bool:

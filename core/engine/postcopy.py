@@ -84,6 +84,8 @@ def lazy_dump_script(
     port: int,
     systemd_cgroup: bool = False,
     parent_path: str | None = None,
+    extra_flags: tuple[str, ...] = (),
+    extra_conf: tuple[str, ...] = (),
     conf_file: str = "",
 ) -> str:
     """The source's lazy dump: prints `RUNC <pid>`, `READY` when CRIU serves pages, `EXIT <rc>`.
@@ -102,22 +104,16 @@ def lazy_dump_script(
         systemd_cgroup=systemd_cgroup,
         page_server=f"127.0.0.1:{port}",
         parent_path=parent_path,  # hybrid: the last pre-copy round
+        extra_flags=extra_flags,
     )
     i = argv.index("checkpoint") + 1
     argv[i:i] = ["--lazy-pages", "--status-fd", "3"]
     lock = criu_conf.LOCK
+    text = "".join(x + chr(10) for x in ("address 127.0.0.1", *extra_conf))
     if conf_file:
-        hold = (
-            f"mkdir -p {q(conf_file.rsplit('/', 1)[0])}\n"
-            f"put_back() {{ rm -f {q(conf_file)}; flock -u 9; }}\ntrap put_back EXIT\n"
-            "trap 'exit 129' HUP INT TERM\n"
-            f"(umask 077; printf 'address 127.0.0.1\\n' > {q(conf_file)}) || "
-            f"{{ echo 'cannot write {conf_file}' >&2; exit 78; }}"
-        )
+        hold = criu_conf.hold_own(text, conf_file, unlock_fd=9)
     else:
-        hold = criu_conf.hold(
-            "address 127.0.0.1" + chr(10), f"lazy dump {container_id[:12]}", unlock_fd=9
-        )
+        hold = criu_conf.hold(text, f"lazy dump {container_id[:12]}", unlock_fd=9)
     return f"""
 set -u
 mkdir -p {q(lock.rsplit("/", 1)[0])}

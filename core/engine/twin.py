@@ -55,5 +55,15 @@ def anonymous_volumes(inspect: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def restore_conf_lines(inspect: dict[str, Any]) -> tuple[str, ...]:
+    """CRIU options a restore of this container needs. `--init` bind-mounts a single file
+    (docker-init) into the container; CRIU's default mount engine (v2) fails on it
+    (`mnt-v2: Can't remount ... with MS_PRIVATE: No such file or directory`), its older
+    one restores it."""
+    if (inspect.get("HostConfig") or {}).get("Init"):
+        return ("mntns-compat-mode",)
+    return ()
+
+
 def container_name(inspect: dict[str, Any]) -> str:
     return str(inspect["Name"]).lstrip("/")

@@ -14,7 +14,7 @@ set -euo pipefail
 
 PREFIX=${FERRYMAN_CRIU_PREFIX:-/opt/ferryman/criu}
 WRAPPER=/usr/local/sbin/criu
-STAMP=/var/lib/ferryman/deps-v1
+STAMP=/var/lib/ferryman/deps-v2
 
 [ "$(id -u)" = 0 ] || { echo "install-deps: needs root (it installs Debian packages)" >&2; exit 1; }
 
@@ -27,7 +27,9 @@ if [ ! -f "$STAMP" ]; then
   apt-get install -y -qq --no-install-recommends \
     docker.io containerd runc openssh-server openssh-client iproute2 iptables \
     busybox-static gcc libc6-dev procps psmisc util-linux kmod ca-certificates \
-    tmux >/dev/null
+    tmux debootstrap >/dev/null
+  # The real-application image compiles a small Java service (lab/apps_image.py).
+  command -v javac >/dev/null || apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless >/dev/null
   # Debian's own criu (3.17) fails on recent kernels; make sure it is not there.
   if dpkg -s criu >/dev/null 2>&1; then apt-get remove -y -qq criu >/dev/null; fi
   systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true

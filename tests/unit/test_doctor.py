@@ -344,3 +344,10 @@ def test_render_text_numbers_several_findings_in_order():
 def test_core_does_not_import_textual():
     source = (Path(__file__).resolve().parents[2] / "core" / "doctor.py").read_text()
     assert "import textual" not in source and "from textual" not in source
+
+
+def test_a_single_file_bind_mount_under_mount_v2_is_named():
+    """A real restore log: a container started with --init (docker-init bind-mounted)."""
+    found = diagnose(log("restore-init-file-mount.log"))
+    assert found[0].title == "CRIU's mount engine could not restore a bind mount of a single file"
+    assert "mntns-compat-mode" in found[0].fix

@@ -87,6 +87,7 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
     MigrateDialog #right { width: 2fr; height: auto; }
     MigrateDialog #targets { height: auto; max-height: 6; }
     MigrateDialog #strategy { height: auto; width: 100%; }
+    MigrateDialog #strategy RadioButton:disabled { color: $text-disabled; }
     MigrateDialog #options { height: auto; }
     MigrateDialog #options .label { width: auto; height: 3; padding: 1 1 0 0; }
     MigrateDialog #budget { width: 10; }

@@ -283,9 +283,9 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         self._bytes_dirty = False
         label = Text("throughput ", style="dim")
         label.append(rate(p.bytes_rate), style="bold")
-        label.append(f"  ·  {p.bytes_phase or '—'}: {size(p.bytes_total)} moved", style="dim")
-        if p.rates:
-            label.append(f"  ·  peak {rate(max(p.rates))}", style="dim")
+        if p.rates:  # the peak before the phase's total: a narrow column cuts the end
+            label.append(f" · peak {rate(max(p.rates))}", style="dim")
+        label.append(f" · {p.bytes_phase or '—'}: {size(p.bytes_total)} moved", style="dim")
         self.query_one("#rate-label", Static).update(label, layout=False)  # one line, fixed
         if p.lazy is not None:
             self.show_lazy()
