@@ -42,6 +42,8 @@ class Facts:
     src_systemd: bool = False  # the source's engine uses the systemd cgroup driver
     src_paused: bool = False  # Docker >= 28 source: frozen by `runc pause`, dumped leaving it
     #   frozen (--leave-running); a rollback thaws it (`runc resume`), the commit removes it
+    src_criu_conf: str = ""  # the CRIU file runc reads for the source ("" or runc.conf: the
+    #   host's; else its own, named by its org.criu.config annotation)
     twin_route: str = ""  # how the twin is restored (core/engine/restore_runtime.py `route`)
     twin_criu_conf: str = ""  # the twin's own CRIU file (annotation), "" on the runc.conf route
     restore_lines: list[str] = field(default_factory=list)  # CRIU options its restores need

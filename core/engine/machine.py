@@ -92,7 +92,6 @@ class Ctx(Facts):
     """The facts (core/engine/facts.py, journaled) and the live handles of a migration."""
 
     inspect: dict[str, Any] = field(default_factory=dict)
-    src_criu_conf: str = ""  # the CRIU file runc reads for the source (restore_runtime)
     src_cgroup: restore.CgroupLayout | None = None
     dst_cgroup: restore.CgroupLayout | None = None
     twin_upper: str = ""
@@ -1596,8 +1595,7 @@ class Migration:
                     "(`docker start --checkpoint` fails there)"
                 )
             name = f"{c.checkpoint_name}-back"
-            ins = await self.src.engine.inspect(c.container_id) or {}
-            own = restore_runtime.container_criu_conf(ins)
+            own = self._source_own_conf()
             script = restore.restore_script(
                 docker_socket=self.src.spec.docker_socket,
                 data_root=c.src_data_root,
@@ -1608,7 +1606,7 @@ class Migration:
                 extra=(c.src_cgroup.criu_options(c.container_id) if c.src_cgroup else ())
                 + criu_options.config_lines(self.req.criu_options)
                 + tuple(c.restore_lines),
-                criu_conf_file="" if own == restore.CONF else own,
+                criu_conf_file=own,
             )
             await self.sh(self.src, script, what="resuming from the source's checkpoint")
             await self._rm(
