@@ -195,10 +195,14 @@ def up(
         sshd.write_config(h, _engine.path_dirs(kind))
         sshd.start(h)
         _engine.start(h)
-    sshd.write_known_hosts(hs)
-    write_hosts_file(hs)
+    # Hosts an earlier `lab up --hosts N` made stay in the hosts file and known_hosts: a
+    # smaller `lab up` never hides a host that runs (nor starts a second workload).
+    every = sorted({h.index for h in hs} | {h.index for h in existing_hosts() if sshd.pid(h)})
+    all_hosts = [LabHost(i) for i in every]
+    sshd.write_known_hosts(all_hosts)
+    write_hosts_file(all_hosts)
     image.import_image(hs[0])
-    if not any(_has_workload(h) for h in hs):
+    if not any(_has_workload(h) for h in all_hosts):
         start_workload(hs[0], spec)
     st = status()
     # The workload the lab was first made with stays; the engines are every host's.
