@@ -319,3 +319,40 @@ def test_lab_hosts_of_28_get_its_daemon_its_path_and_their_own_daemon_json(monke
     assert f"FERRYMAN_PATH_PREFIX={h.bin_dir}:{engine.PREFIX_28}/usr/sbin:{engine.PREFIX_28}/usr/bin " in text
     with pytest.raises(Exception, match="--engine"):
         engine.record(h, "27")
+
+
+def test_hosts_keep_their_engine_and_new_ones_get_the_asked_one(monkeypatch, tmp_path):
+    from lab import control, engine
+    from lab.layout import LabHost
+
+    monkeypatch.setattr(LabHost, "state", property(lambda self: tmp_path / self.name))
+    monkeypatch.setattr(control, "existing_hosts", lambda: [LabHost(1), LabHost(2)])
+    said: list[str] = []
+    hs = [LabHost(i) for i in (1, 2, 3, 4)]
+    got = control.assign_engines(hs, "28", said.append)
+    # host1 and host2 existed before engines were recorded: Debian's 20.10, kept
+    assert got == {"host1": "20.10", "host2": "20.10", "host3": "28", "host4": "28"}
+    assert [engine.kind(h) for h in hs] == ["20.10", "20.10", "28", "28"]
+    assert any("host1 keeps Docker 20.10" in s for s in said)
+    # asked again with the other engine: every host keeps what it was made with
+    monkeypatch.setattr(control, "existing_hosts", lambda: hs)
+    assert control.assign_engines(hs, "20.10", said.append) == got
+    with pytest.raises(Exception, match="--engine"):
+        control.assign_engines(hs, "27")
+
+
+def test_the_wrapper_is_installed_once_and_removed_only_when_it_is_ours(tmp_path, monkeypatch):
+    from lab import engine
+
+    monkeypatch.setattr(rr, "MARKERS", str(tmp_path / "m"))
+    monkeypatch.setattr(rr, "CRIU_CONF_DIR", str(tmp_path / "c"))
+    path = tmp_path / "lib" / "runc-restore"
+    engine.install_wrapper(str(path))
+    assert path.read_text() == rr.wrapper_script() and path.stat().st_mode & 0o777 == 0o755
+    engine.install_wrapper(str(path))  # again: unchanged
+    engine.remove_wrapper(str(path))
+    assert not path.exists() and not path.parent.exists()
+    path.parent.mkdir()
+    path.write_text("#!/bin/sh\n# an admin's own\n")
+    engine.remove_wrapper(str(path))
+    assert path.exists()  # not ours: left alone
