@@ -1405,19 +1405,35 @@ class Migration:
 
     async def restart_source(self) -> None:
         c = self.ctx
-        self.emit(
-            ev.Warning(
-                text=f"{c.name}'s memory was only on {self.dst.name} after the lazy phase; "
-                f"restarting it on {self.src.name}: its memory state is lost"
-            )
+        await self._cold_start_source(
+            f"{c.name}'s memory was only on {self.dst.name} after the lazy phase; "
+            f"restarting it on {self.src.name}: its memory state is lost"
         )
+
+    async def _cold_start_source(self, warning: str) -> None:
+        """The last resort of a rollback: start the source container afresh, said."""
+        self.emit(ev.Warning(text=warning))
         await self.sh(
             self.src,
             remote.quote(
-                remote.docker("start", c.container_id, socket=self.src.spec.docker_socket)
+                remote.docker("start", self.ctx.container_id, socket=self.src.spec.docker_socket)
             ),
             what="docker start",
         )
+
+    def _freeze_ended_on_source(self, t0: float) -> None:
+        """After a rollback brought the source back: the freeze it saw, from its start."""
+        c = self.ctx
+        if c.frozen_at is not None:
+            self.emit(
+                ev.FreezeEnded(
+                    total_s=time.monotonic() - c.frozen_at,
+                    dump_s=c.dump_s,
+                    transfer_s=0,
+                    restore_s=time.monotonic() - t0,
+                    where=self.src.name,
+                )
+            )
 
     async def rescue_source(self) -> str:
         """Rollback during post-copy: the twin is already stopped (the step before this one).
@@ -1619,29 +1635,11 @@ class Migration:
             if log:
                 self._keep_log("source-restore.log", log)
             why = e.cause if isinstance(e, MigrationError) else str(e)
-            self.emit(
-                ev.Warning(
-                    text=f"could not resume {c.name} from its checkpoint ({why}); "
-                    "restarting it instead: its memory state is lost"
-                )
+            await self._cold_start_source(
+                f"could not resume {c.name} from its checkpoint ({why}); "
+                "restarting it instead: its memory state is lost"
             )
-            await self.sh(
-                self.src,
-                remote.quote(
-                    remote.docker("start", c.container_id, socket=self.src.spec.docker_socket)
-                ),
-                what="docker start",
-            )
-        if c.frozen_at is not None:
-            self.emit(
-                ev.FreezeEnded(
-                    total_s=time.monotonic() - c.frozen_at,
-                    dump_s=c.dump_s,
-                    transfer_s=0,
-                    restore_s=time.monotonic() - t0,
-                    where=self.src.name,
-                )
-            )
+        self._freeze_ended_on_source(t0)
 
     async def thaw_source(self) -> None:
         """Rollback of a source frozen by `runc pause`: thaw it (its memory never left it).
@@ -1666,29 +1664,11 @@ class Migration:
                 host=self.src.name,
             )
         else:
-            self.emit(
-                ev.Warning(
-                    text=f"{c.name} is {status} on {self.src.name}, not frozen: restarting it "
-                    "instead, its memory state is lost"
-                )
+            await self._cold_start_source(
+                f"{c.name} is {status} on {self.src.name}, not frozen: restarting it "
+                "instead, its memory state is lost"
             )
-            await self.sh(
-                self.src,
-                remote.quote(
-                    remote.docker("start", c.container_id, socket=self.src.spec.docker_socket)
-                ),
-                what="docker start",
-            )
-        if c.frozen_at is not None:
-            self.emit(
-                ev.FreezeEnded(
-                    total_s=time.monotonic() - c.frozen_at,
-                    dump_s=c.dump_s,
-                    transfer_s=0,
-                    restore_s=time.monotonic() - t0,
-                    where=self.src.name,
-                )
-            )
+        self._freeze_ended_on_source(t0)
 
     async def source_runc_state(self) -> str:
         """runc's word for the source container (`running`, `paused`, `stopped`, `gone`)."""
