@@ -105,7 +105,9 @@ def tar_create(directory: str, *members: str) -> list[str]:
     ]
 
 
-def tar_extract(directory: str) -> list[str]:
+def tar_extract(directory: str, *, keep_existing: bool = False) -> list[str]:
+    """`keep_existing`: files already there win (`--skip-old-files`), only missing ones
+    are added."""
     return [
         "tar",
         "-C",
@@ -113,6 +115,7 @@ def tar_extract(directory: str) -> list[str]:
         "--numeric-owner",
         "--xattrs",
         "--xattrs-include=*",
+        *(["--skip-old-files"] if keep_existing else []),
         "-xpf",
         "-",
     ]

@@ -1601,7 +1601,9 @@ class Migration:
                     self.dst.ssh,
                     remote.quote(remote.tar_create(f"{c.dst_dir}/img")),
                     self.src.ssh,
-                    remote.quote(remote.tar_extract(f"{c.src_dir}/img")),
+                    # Only what the page server wrote there: the source's own image files
+                    # win over the target's copies, which a failed transfer may have cut.
+                    remote.quote(remote.tar_extract(f"{c.src_dir}/img", keep_existing=True)),
                     self._meter(),
                     lambda: False,
                 )
