@@ -64,6 +64,9 @@ from core.ssh import CommandError, HostError, read_remote_file
 
 IMPLEMENTED = ("stop-and-copy", "pre-copy", "post-copy", "hybrid")
 LAZY = ("post-copy", "hybrid")  # the strategies that end with a lazy restore
+# The dump and the restore are stopped on their host when they run longer than this
+# (a lazy dump serves pages until the lazy phase ends: it is not bounded).
+FIRE_LIMIT_S = 300.0
 
 
 # Undo steps whose failure could leave two copies running or none: when their host does
@@ -880,7 +883,9 @@ class Migration:
         )
         if self.strategy in LAZY:
             dump_cmd = await self._arm_lazy()
-        c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()
+        c.armed_dump = await Armed(
+            self.src.ssh, dump_cmd, limit_s=None if self.strategy in LAZY else FIRE_LIMIT_S
+        ).start()
         self._undo.push("disarm the prepared commands", self._disarm)
         streams: list[tuple[str, str]] = [(f"{c.src_dir}/img", f"{c.dst_dir}/img")]
         graph = c.inspect.get("GraphDriver") or {}
@@ -913,7 +918,7 @@ class Migration:
                 f"{c.dst_dir}/img", f"{c.dst_dir}/work", c.lazy_link.target_port
             )
             script = f"{remote.quote(daemon)} && {script}"
-        c.armed_restore = await Armed(self.dst.ssh, script).start()
+        c.armed_restore = await Armed(self.dst.ssh, script, limit_s=FIRE_LIMIT_S).start()
 
     def _source_own_conf(self) -> str:
         """The source's own CRIU file when runc reads that instead of runc.conf (a
