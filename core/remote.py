@@ -251,3 +251,21 @@ def armed(script: str, limit_s: float | None = None) -> str:
     if limit_s is not None:
         return f"read -r _ || exit 125; {bounded(script, limit_s)}"
     return f"read -r _ || exit 125; {{ {script}\n}}"
+
+
+# Exit 0 when the TCP connection from 127.0.0.1:$2 to local port $3 is held by the
+# process whose pid is in the file $1 (its socket's inode is among that process's fds).
+_PEER_IS = r"""
+pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] || exit 3
+ino=$(awk -v a="$(printf '%04X' "$2")" -v b="$(printf '%04X' "$3")" '
+  FNR > 1 { split($2, l, ":"); split($3, r, ":"); if (l[2] == a && r[2] == b) print $10 }
+' /proc/net/tcp /proc/net/tcp6 2>/dev/null | head -n 1)
+[ -n "$ino" ] || exit 4
+ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "socket:[$ino]" || exit 5
+"""
+
+
+def peer_is(pidfile: str, peer_port: int, local_port: int) -> list[str]:
+    """Whether a loopback connection to a listener of ours came from the process we
+    started (by pidfile), and not from another local process that connected first."""
+    return ["sh", "-c", _PEER_IS, "peer_is", pidfile, str(peer_port), str(local_port)]

@@ -918,6 +918,7 @@ class Migration:
                 f"{c.dst_dir}/img", f"{c.dst_dir}/work", c.lazy_link.target_port
             )
             script = f"{remote.quote(daemon)} && {script}"
+            c.lazy_link.daemon_pidfile = f"{c.dst_dir}/work/lazy-pages.pid"
         c.armed_restore = await Armed(self.dst.ssh, script, limit_s=FIRE_LIMIT_S).start()
 
     def _source_own_conf(self) -> str:
@@ -1407,6 +1408,9 @@ class Migration:
             c.lazy_done = True
             self._save_ctx()
             await c.lazy_link.close()
+            for who in c.lazy_link.refused:
+                self.emit(ev.Warning(text=f"{self.dst.name}: the page link turned away a "
+                                     f"connection from {who} (not CRIU's lazy-pages daemon)"))
 
     async def restart_source(self) -> None:
         c = self.ctx
