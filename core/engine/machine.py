@@ -918,7 +918,6 @@ class Migration:
                 f"{c.dst_dir}/img", f"{c.dst_dir}/work", c.lazy_link.target_port
             )
             script = f"{remote.quote(daemon)} && {script}"
-            c.lazy_link.daemon_pidfile = f"{c.dst_dir}/work/lazy-pages.pid"
         c.armed_restore = await Armed(self.dst.ssh, script, limit_s=FIRE_LIMIT_S).start()
 
     def _source_own_conf(self) -> str:
@@ -1282,7 +1281,12 @@ class Migration:
     async def _arm_lazy(self) -> str:
         """The page link (target loopback → source loopback) and the source's lazy dump."""
         c = self.ctx
-        c.lazy_link = postcopy.LazyLink(self.src.ssh, self.dst.ssh, self._lazy_meter())
+        c.lazy_link = postcopy.LazyLink(
+            self.src.ssh,
+            self.dst.ssh,
+            self._lazy_meter(),
+            daemon_pidfile=f"{c.dst_dir}/work/lazy-pages.pid",  # postcopy.lazy_daemon_cmd's
+        )
         await c.lazy_link.open()
         self._undo.push("close the page link", c.lazy_link.close)
         # The source end of the link is held by a process of its own: a cut SSH connection
@@ -1408,9 +1412,8 @@ class Migration:
             c.lazy_done = True
             self._save_ctx()
             await c.lazy_link.close()
-            for who in c.lazy_link.refused:
-                self.emit(ev.Warning(text=f"{self.dst.name}: the page link turned away a "
-                                     f"connection from {who} (not CRIU's lazy-pages daemon)"))
+            if refused := c.lazy_link.refused:
+                self.emit(ev.Warning(text=postcopy.refused_text(self.dst.name, refused)))
 
     async def restart_source(self) -> None:
         c = self.ctx

@@ -226,6 +226,16 @@ class PageCounts:
         return max(self.copied - self.on_fault, 0)
 
 
+def refused_text(host: str, refused: list[str]) -> str:
+    """The warning for connections the page link turned away."""
+    n = len(refused)
+    shown = ", ".join(refused[:3]) + (f" and {n - 3} more" if n > 3 else "")
+    return (
+        f"{host}: the page link turned away {n} connection{'s' if n != 1 else ''} from "
+        f"local processes other than CRIU's lazy-pages daemon ({shown}); no byte reached them"
+    )
+
+
 @dataclass
 class LazyLink:
     """Target 127.0.0.1:<listener> → console → source 127.0.0.1:<source_port>, end-aware."""
