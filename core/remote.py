@@ -269,3 +269,16 @@ def peer_is(pidfile: str, peer_port: int, local_port: int) -> list[str]:
     """Whether a loopback connection to a listener of ours came from the process we
     started (by pidfile), and not from another local process that connected first."""
     return ["sh", "-c", _PEER_IS, "peer_is", pidfile, str(peer_port), str(local_port)]
+
+
+def wait_for_file(path: str, within_s: float) -> list[str]:
+    """Exit 0 as soon as `path` exists, 1 if it does not within `within_s`."""
+    tries = max(1, int(within_s / 0.02))
+    return [
+        "sh",
+        "-c",
+        'i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ "$i" -gt "$2" ] && exit 1; sleep 0.02; done',
+        "wait_for_file",
+        path,
+        str(tries),
+    ]

@@ -244,11 +244,15 @@ class Migration:
         yield
         self.emit(ev.PhaseFinished(phase=p.value, seconds=time.monotonic() - t0))
 
-    async def sh(self, host: Host, command: str, *, timeout: float = 300, what: str = "") -> str:
-        """Run a command, logging it; CommandError becomes a MigrationError naming the host."""
+    async def sh(
+        self, host: Host, command: str, *, timeout: float = 300, what: str = "",
+        input: str | None = None,
+    ) -> str:
+        """Run a command, logging it; CommandError becomes a MigrationError naming the host.
+        `input` (its stdin) is not logged."""
         self.log(host.name, "$ " + command, "cmd")
         try:
-            r = await host.ssh.run(command, timeout=timeout)
+            r = await host.ssh.run(command, timeout=timeout, input=input)
         except CommandError as e:
             last = _last_words(e.stderr) or f"exit status {e.status}"
             raise MigrationError(
@@ -1301,6 +1305,7 @@ class Migration:
                 )
             ),
             what="starting the page holder",
+            input=c.lazy_link.hold_token.decode() + "\n",
         )
         c.lazy_boot_id = await self.boot_id(self.src)
         self._undo.push(
@@ -1348,8 +1353,21 @@ class Migration:
                 log=await self._fetch(self.src, f"{c.src_dir}/work/dump.log"),
                 log_name="dump.log",
             )
-        self.log(self.src.name, "the frozen container serves its memory (lazy page server up)")
         self._save_ctx()  # recovery must know of the frozen copy, should this console die
+        holder_mark = f"{c.src_dir}/page-holder.pid{page_holder.CRIU_MARK}"
+        held = await self.src.ssh.run(
+            remote.quote(remote.wait_for_file(holder_mark, 2.0)), check=False, timeout=15
+        )
+        if not held.ok:
+            raise MigrationError(
+                f"on {self.src.name}, a process other than ferryman's page holder connected "
+                "to CRIU's lazy page server first (any local process can reach the loopback): "
+                "the move stops before it serves any page to the target",
+                "find what connects to 127.0.0.1 ports on the source (a `--network host` "
+                "container, a port scanner), or use stop-and-copy or pre-copy",
+                host=self.src.name,
+            )
+        self.log(self.src.name, "the frozen container serves its memory (lazy page server up)")
 
     async def _frozen_part_of_lazy_dump(self, wall_s: float) -> float:
         log = await self._fetch(self.src, f"{self.ctx.src_dir}/work/dump.log")

@@ -246,6 +246,7 @@ class LazyLink:
     source_port: int = field(default_factory=lambda: 20000 + secrets.randbelow(40000))
     target_port: int = 0
     hold_port: int = 0  # the source's page holder (core/engine/page_holder.py), when started
+    hold_token: bytes = field(default_factory=lambda: secrets.token_hex(16).encode())
     # The target's lazy-pages daemon's pidfile: a connection to the listener is relayed
     # only when that process holds it (any local process could connect to loopback).
     daemon_pidfile: str = ""
@@ -296,6 +297,8 @@ class LazyLink:
                 self.broken = f"the source's page server did not answer: {e}"
                 self.ended.set()
                 return
+            if self.hold_port:  # the holder takes only the channel that knows the token
+                s_writer.write(self.hold_token)
             self._writers += [t_writer, s_writer]
             up = asyncio.ensure_future(self._requests(t_reader, s_writer))
             down = asyncio.ensure_future(self._pages(s_reader, t_writer))
