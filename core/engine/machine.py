@@ -1103,6 +1103,9 @@ class Migration:
             # The container runs again. Only now the bookkeeping that the freeze need not wait for.
             if c.pages is not None:
                 await c.pages.close()
+                if c.pages.refused:
+                    self.emit(ev.Warning(text=postcopy.refused_text(self.src.name, c.pages.refused,
+                                                                    "CRIU's dump")))
             c.restore_s = t_end - t0
             # The source may be lost now without harm to the move: its bookkeeping is a
             # courtesy, and never a reason to stop the only running copy.

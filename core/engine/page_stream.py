@@ -4,7 +4,11 @@ The target runs `criu page-server` bound to its own loopback; the source's CRIU 
 `runc checkpoint --page-server`) connects to a loopback port on the source that sshd
 forwards to the console, which pipes it into a direct-tcpip channel to the target's page
 server. Both ends listen on loopback only, the bytes are encrypted by the two SSH
-connections, and no port is open to the network. The dump thus writes its pages
+connections, and no port is open to the network. Any local process can reach a loopback
+port, though: the source's listener relays one connection only, and only when a root
+process of the host itself (not a container's) whose command line names CRIU holds it
+(`remote.peer_is_host_root`); others are turned away before a byte is relayed. (CRIU
+connects before it freezes the container: the check is not part of the freeze.) The dump thus writes its pages
 straight into the target's image folder: the freeze no longer waits for a separate copy.
 """
 
@@ -13,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncssh
 
 from core import remote
 from core.engine.transfer import Meter
-from core.ssh import CommandError, HostConnection
+from core.ssh import CommandError, HostConnection, HostError
 
 CHUNK = 1 << 20
 
@@ -55,6 +59,8 @@ class PageStream:
     _listener: asyncssh.SSHListener | None = None
     _pumps: list[asyncio.Task[None]] | None = None
     work_dir: str = ""
+    refused: list[str] = field(default_factory=list)  # connections turned away
+    _taken: bool = False  # the dump's connection is relayed: no other
 
     async def open(self, images_dir: str, work_dir: str) -> None:
         """Start the target's page server and the source's loopback listener."""
@@ -78,10 +84,35 @@ class PageStream:
         self._listener = await conn.start_server(self._handler_factory, "127.0.0.1", 0)
         self.source_port = self._listener.get_port()
 
-    def _handler_factory(self, _host: str, _port: int):  # noqa: ANN202 - asyncssh's callback shape
+    async def _from_criu(self, peer_port: int) -> bool:
+        r = await self.src.run(
+            remote.quote(remote.peer_is_host_root(peer_port, self.source_port, "criu")),
+            check=False,
+            timeout=10,
+        )
+        return r.ok
+
+    def _handler_factory(self, _host: str, peer_port: int):  # noqa: ANN202 - asyncssh's callback shape
         async def handle(reader: asyncssh.SSHReader, writer: asyncssh.SSHWriter) -> None:
-            dst = await self.dst.connect()
-            r2, w2 = await dst.open_connection("127.0.0.1", self.target_port)
+            if self._taken:
+                writer.close()
+                return
+            try:
+                ours = await self._from_criu(peer_port)
+            except (CommandError, HostError):
+                ours = False
+            if not ours or self._taken:
+                if not ours:
+                    self.refused.append(f"127.0.0.1:{peer_port}")
+                writer.close()
+                return
+            self._taken = True
+            try:
+                dst = await self.dst.connect()
+                r2, w2 = await dst.open_connection("127.0.0.1", self.target_port)
+            except (asyncssh.Error, OSError, HostError):
+                writer.close()  # the dump fails on its own and says so
+                return
 
             async def pump(r: asyncssh.SSHReader, w: asyncssh.SSHWriter, metered: bool) -> None:
                 try:

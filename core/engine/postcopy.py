@@ -226,13 +226,13 @@ class PageCounts:
         return max(self.copied - self.on_fault, 0)
 
 
-def refused_text(host: str, refused: list[str]) -> str:
-    """The warning for connections the page link turned away."""
+def refused_text(host: str, refused: list[str], whose: str = "CRIU's lazy-pages daemon") -> str:
+    """The warning for connections a loopback listener of the move turned away."""
     n = len(refused)
     shown = ", ".join(refused[:3]) + (f" and {n - 3} more" if n > 3 else "")
     return (
         f"{host}: the page link turned away {n} connection{'s' if n != 1 else ''} from "
-        f"local processes other than CRIU's lazy-pages daemon ({shown}); no byte reached them"
+        f"local processes other than {whose} ({shown}); no byte was relayed for them"
     )
 
 
