@@ -1,7 +1,7 @@
 """Which strategies a container can move with between two hosts, what `auto` picks, and
 what each risks.
 
-The choice itself is core's (core.precopy_planner.choose_strategy), so the dialog shows
+The choice itself is core's (core.engine.planner.choose_strategy), so the dialog shows
 exactly what the engine will do; preflight's own checks (the lazy-pages trial, soft-dirty,
 userfaultfd) can only rule out more, as they would in the engine's preflight.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.engine.planner import STRATEGIES, choose_strategy
 from core.models import CheckResult, CheckStatus, ContainerInfo, HostFacts, HostStatus
-from core.precopy_planner import STRATEGIES, choose_strategy
 from tui.format import size
 
 __all__ = [

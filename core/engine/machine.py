@@ -44,8 +44,10 @@ from core.engine import (
 from core.engine.armed import Armed
 from core.engine.facts import Facts
 from core.engine.page_stream import PageStream
+from core.engine.planner import PlannerSettings, PrecopyPlanner, choose_strategy
 from core.engine.precopy import RESTORE_ESTIMATE_S, RoundError, Rounds
 from core.engine.states import FINAL, State, transition
+from core.engine.strategy import Strategy
 from core.engine.transfer import Meter, StreamCancelled, pipe, relay
 from core.engine.undo import Step, UndoStack
 from core.events import Phase
@@ -58,13 +60,8 @@ from core.journal import (
     throughput_estimate,
 )
 from core.models import MigrationRequest
-from core.precopy_planner import PlannerSettings, PrecopyPlanner, choose_strategy
 from core.preflight import container_checks, host_report, pair_checks
 from core.ssh import CommandError, HostError, read_remote_file
-
-IMPLEMENTED = ("stop-and-copy", "pre-copy", "post-copy", "hybrid")
-LAZY = ("post-copy", "hybrid")  # the strategies that end with a lazy restore
-
 
 # Undo steps whose failure could leave two copies running or none: when their host does
 # not answer, the rollback stops there (in doubt) instead of going on.
@@ -144,7 +141,7 @@ class Migration:
         self.src: Host = fleet[request.source]
         self.dst: Host = fleet[request.target]
         self.ctx = Ctx()
-        self.strategy = request.strategy
+        self.strategy = Strategy.of(request.strategy) or Strategy.AUTO  # resolved in preflight
         self.journal: JournalEntry | None = None
         self._q: asyncio.Queue[ev.Event | None] = asyncio.Queue()
         self._undo = UndoStack()
@@ -337,12 +334,12 @@ class Migration:
         try:
             await self._preflight()
             await self._prepare()
-            if self.strategy in ("pre-copy", "hybrid"):
+            if self.strategy.iterative:
                 await self._precopy()
             await self._checkpoint()
             await self._transfer()
             await self._restore()
-            if self.strategy in LAZY:
+            if self.strategy.lazy:
                 await self._lazy()
             await self._verify()
         except (MigrationError, Aborted, HostError, EngineError, CommandError) as e:
@@ -404,9 +401,7 @@ class Migration:
         if req.source == req.target:
             raise MigrationError(f"{req.container} is already on {req.source}: pick another target")
         # Lazy pages are tried, not trusted: when post-copy is asked for, or may be picked.
-        trial = req.strategy in ("post-copy", "hybrid") or (
-            req.strategy == "auto" and req.accept_risk
-        )
+        trial = Strategy.tries_lazy_pages(req.strategy, req.accept_risk)
         reps = await asyncio.gather(
             host_report(self.src, lazy_trial_run=trial),
             host_report(self.dst, lazy_trial_run=trial),
@@ -427,7 +422,7 @@ class Migration:
                 f"strategy {req.strategy}: {e}",
                 "choose another strategy (`ferryman check` shows what each host can do)",
             ) from None
-        self.strategy = strategy
+        self.strategy = Strategy(strategy)
         ins = await self.src.engine.inspect(req.container)
         cid = ins["Id"] if ins else req.container
         start = ev.MigrationStarted(
@@ -460,7 +455,7 @@ class Migration:
             if failed:
                 f = failed[0]
                 raise MigrationError(f"preflight: {f.host}: {f.reason}", f.fix, host=f.host)
-            if strategy not in IMPLEMENTED:
+            if not self.strategy.implemented:
                 raise MigrationError(
                     f"strategy {strategy} is not available in this version of the engine",
                     "run with --strategy stop-and-copy",
@@ -495,10 +490,10 @@ class Migration:
         # A Docker >= 28 source could not be restored from its checkpoint on rollback: it is
         # frozen (runc pause) and dumped leaving it frozen. Post-copy's dump keeps the
         # source frozen by itself (CRIU holds it until the last page has left).
-        c.src_paused = src_new and self.strategy not in LAZY
+        c.src_paused = src_new and not self.strategy.lazy
         c.src_criu_conf = restore_runtime.container_criu_conf(c.inspect)
         if (
-            self.strategy in LAZY
+            self.strategy.lazy
             and c.src_criu_conf != restore.CONF
             and not restore_runtime.is_ours(c.src_criu_conf)
         ):
@@ -535,7 +530,7 @@ class Migration:
     async def _predicted_stop_copy_s(self) -> float | None:
         """A stop-and-copy freeze of this container: its memory over the throughput past
         moves to the target streamed (100 MiB/s without any), plus the restore."""
-        if self.req.strategy != "auto":
+        if Strategy.of(self.req.strategy) is not Strategy.AUTO:
             return None
 
         def usage(cl: Any) -> int:
@@ -610,7 +605,7 @@ class Migration:
             await self._empty_volumes()
             self.log(self.dst.name, f"twin {c.name} created ({c.twin_id[:12]}), not started")
             await self._suspend_restart_policy()
-            if self.strategy == "stop-and-copy":
+            if self.strategy.streams_pages:
                 await self._open_page_stream()
             del req
 
@@ -742,9 +737,9 @@ class Migration:
                     max_rounds=req.max_rounds,
                     max_total_s=req.max_precopy_s,
                     converge_policy="postcopy"
-                    if self.strategy == "hybrid"
+                    if self.strategy is Strategy.HYBRID
                     else req.converge_policy,
-                    postcopy_allowed=self.strategy == "hybrid",
+                    postcopy_allowed=self.strategy is Strategy.HYBRID,
                     restore_s=restore_estimate(self.dst.name, RESTORE_ESTIMATE_S),
                 )
             )
@@ -810,7 +805,7 @@ class Migration:
                         f"pre-copy gave up: {d.reason}",
                         "raise the downtime budget, or move it when it is quieter",
                     )
-                if d.action == "postcopy" and self.strategy != "hybrid":
+                if d.action == "postcopy" and self.strategy is not Strategy.HYBRID:
                     self.emit(
                         ev.Warning(
                             text="post-copy is not available in this version: switching over now"
@@ -835,14 +830,7 @@ class Migration:
             if percent == 0
             else max(10**7, int(base * (100 - percent) / 100))
         )
-        await self.src.engine.call(
-            lambda cl: cl.api._result(
-                cl.api._post_json(
-                    cl.api._url("/containers/{0}/update", c.container_id), data={"NanoCpus": nano}
-                ),
-                True,
-            )
-        )
+        await self.src.engine.set_cpu_limit(c.container_id, nano)
         if percent and not c.throttled:
             c.throttled = True
             self._undo.push("remove the CPU throttle", lambda: self._set_throttle(0))
@@ -878,7 +866,7 @@ class Migration:
             first=pause,
             own_conf=self._source_own_conf(),
         )
-        if self.strategy in LAZY:
+        if self.strategy.lazy:
             dump_cmd = await self._arm_lazy()
         c.armed_dump = await Armed(self.src.ssh, dump_cmd).start()
         self._undo.push("disarm the prepared commands", self._disarm)
@@ -991,7 +979,7 @@ class Migration:
             self._save_ctx()
             self._undo.push(RESUME_SOURCE, self.resume_source, decisive=True, kind="resume")
             c.t_fire = time.monotonic()
-            if self.strategy in LAZY:
+            if self.strategy.lazy:
                 await self._fire_lazy_dump()
             else:
                 await self._fire(
@@ -1098,7 +1086,7 @@ class Migration:
             # The source may be lost now without harm to the move: its bookkeeping is a
             # courtesy, and never a reason to stop the only running copy.
             try:
-                if self.strategy in LAZY:
+                if self.strategy.lazy:
                     c.dump_s = await self._frozen_part_of_lazy_dump(c.t_dump_end - c.t_fire)
                 elif c.src_paused:
                     c.dump_s = await self._paused_part_of_dump(c.t_dump_end - c.t_fire)
