@@ -52,3 +52,8 @@ class Strategy(StrEnum):
         asked for, or may be picked (lazy pages are tried, not trusted)."""
         s = cls.of(requested)
         return s is not None and (s.lazy or (s is Strategy.AUTO and accept_risk))
+
+
+# The words, for faces that hold a strategy as the string an event or a request carries.
+ITERATIVE = tuple(s.value for s in Strategy if s.iterative)  # pre-copy rounds first
+LAZY = tuple(s.value for s in Strategy if s.lazy)  # the memory is split between the hosts a while
