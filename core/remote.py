@@ -211,8 +211,61 @@ def kill_pidfile(pidfile: str) -> list[str]:
     ]
 
 
-def armed(script: str) -> str:
+# Exit status of coreutils `timeout` when it stopped the command.
+TIMED_OUT = 124
+
+
+def kill_after_s(limit_s: float) -> int:
+    """After SIGTERM at the limit, how long a command has before SIGKILL (1–10 s)."""
+    return int(min(10, max(1, limit_s // 10)))
+
+
+def limit_grace_s(limit_s: float) -> float:
+    """How long the console waits past a command's own limit for its exit status."""
+    return kill_after_s(limit_s) + 3.0
+
+
+def bounded(command: str, limit_s: float) -> str:
+    """`command`, stopped on its host once it has run `limit_s` seconds.
+
+    A command the console gave up on must not finish later on its own (a dump that kills
+    the source, a restore that starts a twin after the rollback resumed the source). So
+    the limit is the host's, not only the console's: coreutils `timeout` sends SIGTERM to
+    the command's whole process group at the limit (shell traps run: a CRIU config file
+    is put back), SIGKILL `kill_after_s` later, and exits with `TIMED_OUT`; the console
+    waits `limit_grace_s` longer for that status. Processes that left the group on
+    purpose (`setsid`, CRIU's `--daemon`) are not touched. The login shell runs the
+    command, as it would unbounded."""
+    secs = max(1, round(limit_s))
+    return (
+        f"exec timeout -k {kill_after_s(limit_s)} {secs} "
+        f'"${{SHELL:-/bin/sh}}" -c {shlex.quote(command)}'
+    )
+
+
+def armed(script: str, limit_s: float | None = None) -> str:
     """`script`, run only once a first input line arrives (see core/engine/armed.py).
     `read` takes its input a byte at a time from a pipe, so what follows the line
-    (a tar stream, say) is left for the command."""
+    (a tar stream, say) is left for the command. With `limit_s`, the fired script is
+    `bounded` (it inherits the rest of the input)."""
+    if limit_s is not None:
+        return f"read -r _ || exit 125; {bounded(script, limit_s)}"
     return f"read -r _ || exit 125; {{ {script}\n}}"
+
+
+# Exit 0 when the TCP connection from 127.0.0.1:$2 to local port $3 is held by the
+# process whose pid is in the file $1 (its socket's inode is among that process's fds).
+_PEER_IS = r"""
+pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] || exit 3
+ino=$(awk -v a="$(printf '%04X' "$2")" -v b="$(printf '%04X' "$3")" '
+  FNR > 1 { split($2, l, ":"); split($3, r, ":"); if (l[2] == a && r[2] == b) print $10 }
+' /proc/net/tcp /proc/net/tcp6 2>/dev/null | head -n 1)
+[ -n "$ino" ] || exit 4
+ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "socket:[$ino]" || exit 5
+"""
+
+
+def peer_is(pidfile: str, peer_port: int, local_port: int) -> list[str]:
+    """Whether a loopback connection to a listener of ours came from the process we
+    started (by pidfile), and not from another local process that connected first."""
+    return ["sh", "-c", _PEER_IS, "peer_is", pidfile, str(peer_port), str(local_port)]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncssh
 
+from core import remote
 from core.config import HostSpec
 from core.models import HostState
 from core.remote import path_export
@@ -214,13 +215,16 @@ class HostConnection:
     ) -> Result:
         """Run one shell command (built by core.remote) and wait for it."""
         conn = await self.connect()
-        full = path_export() + command
+        full = path_export() + (command if timeout is None else remote.bounded(command, timeout))
+        wait = None if timeout is None else timeout + remote.limit_grace_s(timeout)
         try:
             p = await conn.run(
-                full, input=input, check=False, timeout=timeout, encoding="utf-8", errors="replace"
+                full, input=input, check=False, timeout=wait, encoding="utf-8", errors="replace"
             )
         except asyncssh.TimeoutError as e:
-            raise CommandError(self.name, command, None, f"timed out after {timeout} s") from e
+            raise CommandError(
+                self.name, command, None, f"timed out after {timeout} s (no answer from the host)"
+            ) from e
         except (asyncssh.Error, OSError) as e:
             self._mark_lost(e)
             raise HostError(self.name, HostState.UNREACHABLE, f"connection lost: {e}") from e
@@ -231,6 +235,12 @@ class HostConnection:
                 self.name, HostState.UNREACHABLE, f"connection lost while `{_short(command, 60)}` ran"
             )
         res = Result(str(p.stdout or ""), str(p.stderr or ""), p.exit_status)
+        if timeout is not None and res.status == remote.TIMED_OUT:
+            res = Result(
+                res.stdout,
+                (res.stderr + f"\ntimed out after {timeout:g} s: stopped on {self.name}").lstrip(),
+                res.status,
+            )
         if check and not res.ok:
             raise CommandError(self.name, command, res.status, res.stderr or res.stdout)
         return res

@@ -13,18 +13,23 @@ from __future__ import annotations
 import asyncssh
 
 from core.models import HostState
+from core.remote import TIMED_OUT, limit_grace_s
 from core.remote import armed as armed_script
 from core.ssh import CommandError, HostConnection, HostError
 
 
 class Armed:
-    def __init__(self, host: HostConnection, command: str) -> None:
+    """With `limit_s`, the fired command is stopped on its host at that limit
+    (core/remote.py, `bounded`), and `run` waits that long for it."""
+
+    def __init__(self, host: HostConnection, command: str, limit_s: float | None = None) -> None:
         self.host = host
         self.command = command
+        self.limit_s = limit_s
         self.proc: asyncssh.SSHClientProcess | None = None
 
     async def start(self) -> Armed:
-        self.proc = await self.host.process(armed_script(self.command))
+        self.proc = await self.host.process(armed_script(self.command, self.limit_s))
         return self
 
     def fire(self) -> asyncssh.SSHClientProcess:
@@ -34,13 +39,15 @@ class Armed:
 
     async def run(self, timeout: float = 300) -> str:
         """Fire, wait, and return its output; CommandError when it fails."""
+        limit = self.limit_s if self.limit_s is not None else timeout
+        wait = limit + limit_grace_s(limit) if self.limit_s is not None else timeout
         try:
             p = self.fire()
             p.stdin.write_eof()
-            r = await p.wait(timeout=timeout)
+            r = await p.wait(timeout=wait)
         except asyncssh.TimeoutError as e:
             raise CommandError(
-                self.host.name, self.command, None, f"timed out after {timeout} s"
+                self.host.name, self.command, None, f"timed out after {limit:g} s"
             ) from e
         except (asyncssh.Error, OSError) as e:
             raise HostError(self.host.name, HostState.UNREACHABLE, f"connection lost: {e}") from e
@@ -52,6 +59,8 @@ class Armed:
                 HostState.UNREACHABLE,
                 f"the connection was lost while `{self.command[:60]}` ran",
             )
+        if r.exit_status == TIMED_OUT and self.limit_s is not None:
+            out += f"\ntimed out after {self.limit_s:g} s: stopped on {self.host.name}"
         if r.exit_status != 0:
             raise CommandError(self.host.name, self.command, r.exit_status, out)
         return out

@@ -20,6 +20,10 @@ from core.engine.armed import Armed
 from core.engine.context import Run, source_own_conf
 from core.engine.errors import MigrationError
 
+# The dump and the restore are stopped on their host when they run longer than this
+# (a lazy dump serves pages until the lazy phase ends: it is not bounded).
+FIRE_LIMIT_S = 300.0
+
 
 async def arm(m: Run) -> None:
     """Start, before the freeze, every command the freeze will need (core/engine/armed.py)."""
@@ -52,7 +56,9 @@ async def arm(m: Run) -> None:
     )
     if m.strategy.lazy:
         dump_cmd = await lazy_phase.arm_lazy(m)
-    c.armed_dump = await Armed(m.src.ssh, dump_cmd).start()
+    c.armed_dump = await Armed(
+        m.src.ssh, dump_cmd, limit_s=None if m.strategy.lazy else FIRE_LIMIT_S
+    ).start()
     m.undo.push("disarm the prepared commands", functools.partial(disarm, m))
     streams: list[tuple[str, str]] = [(f"{c.src_dir}/img", f"{c.dst_dir}/img")]
     graph = c.inspect.get("GraphDriver") or {}
@@ -81,7 +87,7 @@ async def arm(m: Run) -> None:
             f"{c.dst_dir}/img", f"{c.dst_dir}/work", c.lazy_link.target_port
         )
         script = f"{remote.quote(daemon)} && {script}"
-    c.armed_restore = await Armed(m.dst.ssh, script).start()
+    c.armed_restore = await Armed(m.dst.ssh, script, limit_s=FIRE_LIMIT_S).start()
 
 
 def restore_script(m: Run) -> str:

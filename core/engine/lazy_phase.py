@@ -25,7 +25,12 @@ from core.events import Phase
 async def arm_lazy(m: Run) -> str:
     """The page link (target loopback → source loopback) and the source's lazy dump."""
     c = m.ctx
-    c.lazy_link = postcopy.LazyLink(m.src.ssh, m.dst.ssh, lazy_meter(m))
+    c.lazy_link = postcopy.LazyLink(
+        m.src.ssh,
+        m.dst.ssh,
+        lazy_meter(m),
+        daemon_pidfile=f"{c.dst_dir}/work/lazy-pages.pid",  # postcopy.lazy_daemon_cmd's
+    )
     await c.lazy_link.open()
     m.undo.push("close the page link", c.lazy_link.close)
     # The source end of the link is held by a process of its own: a cut SSH connection
@@ -166,3 +171,5 @@ async def lazy_phase(m: Run) -> None:
         c.lazy_done = True
         m.save_ctx()
         await c.lazy_link.close()
+        if refused := c.lazy_link.refused:
+            m.emit(ev.Warning(text=postcopy.refused_text(m.dst.name, refused)))

@@ -226,6 +226,16 @@ class PageCounts:
         return max(self.copied - self.on_fault, 0)
 
 
+def refused_text(host: str, refused: list[str]) -> str:
+    """The warning for connections the page link turned away."""
+    n = len(refused)
+    shown = ", ".join(refused[:3]) + (f" and {n - 3} more" if n > 3 else "")
+    return (
+        f"{host}: the page link turned away {n} connection{'s' if n != 1 else ''} from "
+        f"local processes other than CRIU's lazy-pages daemon ({shown}); no byte reached them"
+    )
+
+
 @dataclass
 class LazyLink:
     """Target 127.0.0.1:<listener> → console → source 127.0.0.1:<source_port>, end-aware."""
@@ -236,6 +246,10 @@ class LazyLink:
     source_port: int = field(default_factory=lambda: 20000 + secrets.randbelow(40000))
     target_port: int = 0
     hold_port: int = 0  # the source's page holder (core/engine/page_holder.py), when started
+    # The target's lazy-pages daemon's pidfile: a connection to the listener is relayed
+    # only when that process holds it (any local process could connect to loopback).
+    daemon_pidfile: str = ""
+    refused: list[str] = field(default_factory=list)  # connections turned away, for the log
     closed_by_target: bool = False  # PS_IOV_CLOSE seen: the target has every page
     holding: bool = False  # rolling back: nothing more from the target reaches the source
     broken: str = ""  # why the link ended before that
@@ -250,9 +264,26 @@ class LazyLink:
         self._listener = await conn.start_server(self._handler, "127.0.0.1", 0)
         self.target_port = self._listener.get_port()
 
-    def _handler(self, _host: str, _port: int):  # noqa: ANN202 - asyncssh's callback shape
+    async def _from_daemon(self, peer_port: int) -> bool:
+        if not self.daemon_pidfile:
+            return True
+        r = await self.dst.run(
+            remote.quote(remote.peer_is(self.daemon_pidfile, peer_port, self.target_port)),
+            check=False,
+            timeout=10,
+        )
+        return r.ok
+
+    def _handler(self, _host: str, peer_port: int):  # noqa: ANN202 - asyncssh's callback shape
         async def handle(t_reader: asyncssh.SSHReader, t_writer: asyncssh.SSHWriter) -> None:
             if self.connected.is_set():  # one session only
+                t_writer.close()
+                return
+            if not await self._from_daemon(peer_port):
+                self.refused.append(f"127.0.0.1:{peer_port}")
+                t_writer.close()
+                return
+            if self.connected.is_set():  # the daemon's own connection came in meanwhile
                 t_writer.close()
                 return
             self.connected.set()
