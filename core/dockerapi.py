@@ -8,6 +8,7 @@ waits on. So every call, the client's construction included, goes through a thre
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -135,6 +136,29 @@ class Engine:
 
     async def remove_volume(self, name: str, force: bool = True) -> None:
         await self.call(lambda c: c.api.remove_volume(name, force=force))
+
+    async def set_cpu_limit(self, container: str, nano_cpus: int) -> None:
+        """`docker update --cpus`: the container's CPU limit in 10^-9 CPUs (0: none).
+
+        docker-py's `update_container` takes no NanoCpus, so the request it would send is
+        posted through the client's public HTTP session (`APIClient` is a requests
+        `Session`), to the same endpoint with the same body; an error answer raises
+        docker-py's own `APIError`, as `update_container` would."""
+
+        def update(c: docker.DockerClient) -> None:
+            api = c.api
+            path = urllib.parse.quote(container, safe="/:")
+            r = api.post(
+                f"{api.base_url}/v{api.api_version}/containers/{path}/update",
+                json={"NanoCpus": nano_cpus},
+                timeout=api.timeout,
+            )
+            try:
+                r.raise_for_status()
+            except requests.exceptions.HTTPError as e:
+                raise docker.errors.create_api_error_from_http_exception(e) from e
+
+        await self.call(update)
 
     async def set_restart_policy(self, container: str, policy: dict[str, Any]) -> None:
         """`docker update --restart`: what dockerd does when the container's process ends."""

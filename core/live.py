@@ -9,6 +9,7 @@ from core import journal
 from core.config import Inventory
 from core.engine import recovery
 from core.engine.machine import Migration
+from core.engine.strategy import Strategy
 from core.fleet import Fleet
 from core.inventory import containers, host_status
 from core.journal import JournalEntry
@@ -36,9 +37,7 @@ class LiveBackend:
 
     async def preflight(self, request: MigrationRequest) -> list[CheckResult]:
         # Lazy pages are tried, not trusted (`criu check` says yes where they fail).
-        trial = request.strategy in ("post-copy", "hybrid") or (
-            request.strategy == "auto" and request.accept_risk
-        )
+        trial = Strategy.tries_lazy_pages(request.strategy, request.accept_risk)
         src, dst = await asyncio.gather(
             host_report(self.fleet[request.source], lazy_trial_run=trial),
             host_report(self.fleet[request.target], lazy_trial_run=trial),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.engine.strategy import ITERATIVE
 from core.events import (
     BytesMoved,
     Decision,
@@ -87,7 +88,7 @@ class Progress:
 
     @property
     def has_rounds(self) -> bool:
-        return self.strategy in ("pre-copy", "hybrid") or bool(self.rounds)
+        return self.strategy in ITERATIVE or bool(self.rounds)
 
     @property
     def lazy_at_risk(self) -> bool:

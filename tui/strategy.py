@@ -1,7 +1,7 @@
 """Which strategies a container can move with between two hosts, what `auto` picks, and
 what each risks.
 
-The choice itself is core's (core.precopy_planner.choose_strategy), so the dialog shows
+The choice itself is core's (core.engine.planner.choose_strategy), so the dialog shows
 exactly what the engine will do; preflight's own checks (the lazy-pages trial, soft-dirty,
 userfaultfd) can only rule out more, as they would in the engine's preflight.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.engine.planner import STRATEGIES, choose_strategy
+from core.engine.strategy import ITERATIVE, LAZY
 from core.models import CheckResult, CheckStatus, ContainerInfo, HostFacts, HostStatus
-from core.precopy_planner import STRATEGIES, choose_strategy
 from tui.format import size
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "strategy_choices",
 ]
 
-LAZY = ("post-copy", "hybrid")  # the memory is split between the hosts for a while
 # Checks that rule out strategies rather than the move (the engine does not stop on them).
 STRATEGY_CHECKS = ("soft-dirty", "userfaultfd", "post-copy")
 
@@ -113,7 +113,7 @@ def strategy_choices(
                 full = f"{lazy_check.host}: {lazy_check.reason}"
             out.ruled_out[s] = full
             shorts = []
-            if s in ("pre-copy", "hybrid") and src_dirty is False:
+            if s in ITERATIVE and src_dirty is False:
                 shorts.append(f"no soft-dirty on {source.name}")
             if s in LAZY and dst_lazy is False:
                 what = "lazy pages fail" if _failed(checks, target.name, "post-copy") else (

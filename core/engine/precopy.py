@@ -5,7 +5,7 @@ tracking; the first round copies everything, later ones only what changed since 
 previous, through `--parent-path`). The round's folder is streamed to the target beside
 the previous ones, so the final dump (with the last round as parent) moves only the last
 delta, and CRIU on the target follows the `parent` links when it restores. The decision
-to go on, throttle or switch is the pure planner's (core/precopy_planner.py); this module
+to go on, throttle or switch is the pure planner's (core/engine/planner.py); this module
 only does the I/O and turns CRIU's statistics into RoundStats.
 """
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from core import criu_stats, remote
 from core.engine import checkpoint, restore
+from core.engine.planner import Decision, PrecopyPlanner, RoundStats
 from core.engine.transfer import Meter, relay
 from core.fleet import Host
-from core.precopy_planner import Decision, PrecopyPlanner, RoundStats
 from core.ssh import read_remote_file
 
 # Until a restore on this target has been measured, the planner assumes this much.

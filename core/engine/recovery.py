@@ -30,8 +30,10 @@ from typing import Any
 from core import events as ev
 from core import journal
 from core.config import ConfigError
+from core.engine import finish, rollback
 from core.engine.facts import Facts
-from core.engine.machine import Migration, is_running, process_start
+from core.engine.host_ops import is_running
+from core.engine.machine import Migration, process_start
 from core.fleet import Fleet
 from core.journal import JournalEntry
 from core.models import MigrationRequest
@@ -142,7 +144,7 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
     if f.lazy_runc_pid and not f.lazy_done and not f.committed:
         # Cut in the lazy phase: the whole copy is the frozen source, held by its dump;
         # after a reboot of the source that pid means nothing, and the memory is gone.
-        if f.lazy_boot_id and f.lazy_boot_id != await m.boot_id(m.src):
+        if f.lazy_boot_id and f.lazy_boot_id != await m.ops.boot_id(m.src):
             return Plan(
                 "lost",
                 f"{entry.source} restarted during the lazy phase: the frozen copy of "
@@ -158,7 +160,7 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
     frozen = False
     if src_runs and c.src_paused:
         # Docker cannot tell a container frozen behind its back: runc's state can.
-        state = await m.source_runc_state()
+        state = await rollback.source_runc_state(m)
         frozen, src_runs = state == "paused", state == "running"
     dst_runs = bool(c.twin_id) and await is_running(m.dst, c.twin_id)
     src_exists = await m.src.engine.inspect(c.container_id) is not None
@@ -213,33 +215,33 @@ async def apply(fleet: Fleet, entry: JournalEntry, p: Plan, log: Callable[[str],
     """Carry out `p` with the engine's own steps; returns where the container runs."""
     m = await _migration(fleet, entry, log)
     if p.action == "finish":
-        await m.give_twin_its_policy()
-        await m.remove_source_copy()
+        await finish.give_twin_its_policy(m)
+        await finish.remove_source_copy(m)
         where = entry.target
     elif p.action == "start-twin":
-        await m.start_twin()
-        await m.give_twin_its_policy()
-        await m.remove_source_copy()
+        await finish.start_twin(m)
+        await finish.give_twin_its_policy(m)
+        await finish.remove_source_copy(m)
         where = entry.target
     elif p.action in ("rollback", "resume", "rescue"):
-        await m.stop_twin()  # first: never two copies
+        await rollback.stop_twin(m)  # first: never two copies
         if p.action == "resume":
-            await m.resume_source()
+            await rollback.resume_source(m)
         elif p.action == "rescue":
-            status = await m.rescue_source()
+            status = await rollback.rescue_source(m)
             if status != "running":
                 raise RuntimeError(
                     f"the frozen copy of {entry.container} on {entry.source} is {status}: "
                     "start it by hand (its memory is lost)"
                 )
-        await m.remove_twin()
-        await m.remove_target_volumes()
-        await m.put_back_policy()
+        await rollback.remove_twin(m)
+        await rollback.remove_target_volumes(m)
+        await rollback.put_back_policy(m)
         where = entry.source
     else:
         return entry.running_on
-    await m.stop_page_server()
-    await m.tidy()
+    await rollback.stop_page_server(m)
+    await finish.tidy(m)
     entry.result = "recovered"
     entry.running_on = where
     entry.cause = (entry.cause + "; " if entry.cause else "") + f"recovered: {p.reason}"

@@ -168,7 +168,7 @@ def test_states_allow_only_their_transitions():
 
 
 def test_health_wait_covers_the_first_probe_and_anonymous_volumes_keep_their_name():
-    from core.engine.machine import health_wait_s
+    from core.engine.finish import health_wait_s
 
     assert health_wait_s({"Config": {}}) == 30.0
     hc = {"Test": ["CMD", "true"], "Interval": 30 * 10**9, "Retries": 3, "StartPeriod": 60 * 10**9}

@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from core.precopy_planner import (
+from core.engine.planner import (
     Decision,
     PlannerSettings,
     PrecopyPlanner,

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Sparkline, Static
 
 from core.backend import MigrationRun
+from core.engine.strategy import ITERATIVE
 from core.events import BytesMoved, Event, LazyProgress, MigrationFailed
 from core.journal import JournalEntry
 from core.models import MigrationRequest
@@ -157,7 +158,7 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
 
     def on_mount(self) -> None:
         planned = self.request.strategy if self.request is not None else ""
-        self.set_class(planned not in ("pre-copy", "hybrid"), "-no-rounds")
+        self.set_class(planned not in ITERATIVE, "-no-rounds")
         self._log = self.query_one("#log", LogPane)
         self.query_one("#rounds-box").border_title = "pre-copy rounds"
         self.query_one("#log", LogPane).border_title = "log · remote commands and planner"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from core.engine.strategy import ITERATIVE, LAZY
 from tui.progress import PHASES, Progress
 
 SYMBOL = {
@@ -29,8 +30,8 @@ class PhaseStepper(Static):
         out = Text()
         strategy = progress.strategy
         uses = {
-            "precopy": strategy in ("pre-copy", "hybrid"),
-            "lazy": strategy in ("post-copy", "hybrid"),
+            "precopy": strategy in ITERATIVE,
+            "lazy": strategy in LAZY,
         }
         steps = []
         failed = progress.failed is not None or progress.rollback is not None

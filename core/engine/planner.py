@@ -53,9 +53,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from core.engine.strategy import Strategy
+
 ACTIONS = ("continue", "switch", "throttle", "postcopy", "abort")
 CONVERGE_POLICIES = ("throttle", "switch", "postcopy")
-STRATEGIES = ("auto", "stop-and-copy", "pre-copy", "post-copy", "hybrid")
+STRATEGIES = tuple(s.value for s in Strategy)  # the words, in the order the CLI lists them
 
 # A round does not converge when the dirty rate reaches this share of the throughput.
 NONCONVERGE_RATIO = 0.9
