@@ -80,7 +80,9 @@ class Inventory:
         if name is None:
             if len(self.clusters) > 1:
                 names = ", ".join(c.name for c in self.clusters)
-                raise ConfigError(f"{self.path}: several clusters ({names}): say which with --cluster")
+                raise ConfigError(
+                    f"{self.path}: several clusters ({names}): say which with --cluster"
+                )
             return self.clusters[0]
         for c in self.clusters:
             if c.name == name:
@@ -271,8 +273,10 @@ def _clusters(path: Path, node: yaml.Node, hosts: set[str]) -> tuple[ClusterSpec
                 f"{_where(path, item)}: each cluster must be a mapping (name:, kubeconfig:, nodes:)"
             )
         values: dict[str, Any] = {}
+        at: dict[str, str] = {}
         for k, v in item.value:
             key = k.value
+            at[key] = _where(path, k)
             if key not in CLUSTER_FIELDS:
                 close = difflib.get_close_matches(str(key), list(CLUSTER_FIELDS), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -288,16 +292,20 @@ def _clusters(path: Path, node: yaml.Node, hosts: set[str]) -> tuple[ClusterSpec
             if key not in values:
                 raise ConfigError(f"{where}: cluster is missing {key!r}")
         if not NAME_RE.match(values["name"]):
-            raise ConfigError(f"{where}: cluster name {values['name']!r} must be letters, digits, '.', '_' or '-'")
+            raise ConfigError(
+                f"{where}: cluster name {values['name']!r} must be letters, digits, '.', '_' or '-'"
+            )
         if values["name"] in {c.name for c in out}:
             raise ConfigError(f"{where}: cluster name {values['name']!r} used twice")
         nodes = {str(a): str(b) for a, b in values["nodes"].items()}
         if not nodes:
-            raise ConfigError(f"{where}: cluster {values['name']!r}: `nodes:` is empty (NODE: HOST)")
+            raise ConfigError(
+                f"{where}: cluster {values['name']!r}: `nodes:` is empty (NODE: HOST)"
+            )
         for n, h in nodes.items():
             if h not in hosts:
                 raise ConfigError(
-                    f"{where}: cluster {values['name']!r}: node {n!r} names host {h!r}, which "
+                    f"{at['nodes']}: cluster {values['name']!r}: node {n!r} names host {h!r}, which "
                     f"is not in `hosts:` ({', '.join(sorted(hosts))})"
                 )
         root = values.get("kubelet_root", "/var/lib/kubelet")
@@ -305,10 +313,14 @@ def _clusters(path: Path, node: yaml.Node, hosts: set[str]) -> tuple[ClusterSpec
         default_root = root if isinstance(root, str) else "/var/lib/kubelet"
         for n, r in [("(all)", default_root), *roots.items()]:
             if not r.startswith("/"):
-                raise ConfigError(f"{where}: kubelet_root of {n} must be an absolute path, not {r!r}")
+                raise ConfigError(
+                    f"{at['kubelet_root']}: kubelet_root of {n} must be an absolute path, not {r!r}"
+                )
         for n in roots:
             if n not in nodes:
-                raise ConfigError(f"{where}: kubelet_root names {n!r}, which is not in `nodes:`")
+                raise ConfigError(
+                    f"{at['kubelet_root']}: kubelet_root names {n!r}, which is not in `nodes:`"
+                )
         out.append(
             ClusterSpec(
                 name=values["name"],

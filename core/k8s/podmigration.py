@@ -116,8 +116,6 @@ def restore_failure(pod: Any) -> str:
     if not isinstance(pod, dict):
         return "the restored pod is gone"
     st = pod.get("status") or {}
-    if st.get("phase") in ("Failed", "Succeeded"):
-        return f"the restored pod is {st['phase']}: {st.get('message') or st.get('reason') or ''}"
     for cs in [*(st.get("initContainerStatuses") or []), *(st.get("containerStatuses") or [])]:
         state = cs.get("state") or {}
         if "terminated" in state and state["terminated"].get("exitCode", 0) != 0:
@@ -131,6 +129,9 @@ def restore_failure(pod: Any) -> str:
         waiting = state.get("waiting") or {}
         if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
             return f"container {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}"
+    if st.get("phase") in ("Failed", "Succeeded"):
+        why = st.get("message") or st.get("reason") or "its containers ended"
+        return f"the restored pod is {st['phase']}: {why}"
     return ""
 
 
@@ -236,7 +237,9 @@ class PodMigration:
         data, err = await asyncio.gather(p.stdout.read(), p.stderr.read())
         await p.wait()
         if p.exit_status != 0:
-            raise CommandError(h.name, f"cat {path}", p.exit_status, bytes(err).decode(errors="replace"))
+            raise CommandError(
+                h.name, f"cat {path}", p.exit_status, bytes(err).decode(errors="replace")
+            )
         return bytes(data)
 
     async def write_bytes(self, h: HostConnection, argv: list[str], data: bytes) -> None:
@@ -246,9 +249,13 @@ class PodMigration:
         _, err = await asyncio.gather(p.stdout.read(), p.stderr.read())
         await p.wait()
         if p.exit_status != 0:
-            raise CommandError(h.name, " ".join(argv), p.exit_status, bytes(err).decode(errors="replace"))
+            raise CommandError(
+                h.name, " ".join(argv), p.exit_status, bytes(err).decode(errors="replace")
+            )
 
-    async def relay(self, a: HostConnection, out_argv: list[str], b: HostConnection, in_argv: list[str]) -> int:
+    async def relay(
+        self, a: HostConnection, out_argv: list[str], b: HostConnection, in_argv: list[str]
+    ) -> int:
         """`a OUT | b IN`, relayed by this machine; returns the bytes moved."""
         pa = await a.process(quote(out_argv))
         pb = await b.process(quote(in_argv))
@@ -263,7 +270,9 @@ class PodMigration:
         await asyncio.gather(pa.wait(), pb.wait())
         for h, p, err, argv in ((a, pa, err_a, out_argv), (b, pb, err_b, in_argv)):
             if p.exit_status != 0:
-                raise CommandError(h.name, " ".join(argv), p.exit_status, bytes(err).decode(errors="replace"))
+                raise CommandError(
+                    h.name, " ".join(argv), p.exit_status, bytes(err).decode(errors="replace")
+                )
         return n
 
     # --- the move ---------------------------------------------------------------------
@@ -428,7 +437,9 @@ class PodMigration:
             data = await self.read_bytes(self.src, tar)
             ref = image_ref(self.req.namespace, self.req.pod, name, self.id)
             archive = oci.oci_archive(oci.checkpoint_image(data, name), ref)
-            await self.write_bytes(self.dst, ["ctr", "-n", "k8s.io", "images", "import", "-"], archive)
+            await self.write_bytes(
+                self.dst, ["ctr", "-n", "k8s.io", "images", "import", "-"], archive
+            )
             self.images.append(ref)
             if self.journal is not None:
                 self.journal.pod["images"] = list(self.images)
@@ -460,7 +471,9 @@ class PodMigration:
         )
         created = await self.api(c.client.create, self.pods, manifest)
         self.created = True
-        self.say(c.dst_host.name, f"pod {self.req.namespace}/{self.restored} created on {c.dst_node}")
+        self.say(
+            c.dst_host.name, f"pod {self.req.namespace}/{self.restored} created on {c.dst_node}"
+        )
         src_dirs = podmove.emptydir_paths(c.pod, c.cluster.root_of(c.src_node))
         dst_dirs = podmove.emptydir_paths(created, c.cluster.root_of(c.dst_node))
         for vol, dst in dst_dirs.items():
@@ -546,9 +559,7 @@ class PodMigration:
             self.say(c.src_host.name, f"pod {self.label} resumed on {c.src_node}")
         for w in await remove_leftovers(self.src, self.tars, self.dst, self.images):
             self.emit(ev.Warning(text=w))
-        self.emit(
-            ev.RollbackFinished(running_on=c.src_host.name, ok=ok, detail="; ".join(detail))
-        )
+        self.emit(ev.RollbackFinished(running_on=c.src_host.name, ok=ok, detail="; ".join(detail)))
         self.emit(ev.PhaseFinished(phase=Phase.ROLLBACK.value, seconds=time.monotonic() - t))
         return ok
 
@@ -621,7 +632,9 @@ async def recover_pod(inv: Inventory, entry: JournalEntry, say: Callable[[str], 
         if pod_ready(new):
             if source is not None:
                 for cid in cids:
-                    await src.run(quote(podmove.ctr_task("kill", cid, "-s", "SIGKILL")), check=False)
+                    await src.run(
+                        quote(podmove.ctr_task("kill", cid, "-s", "SIGKILL")), check=False
+                    )
                 await delete_pod(client, f"{pods}/{name}")
                 say(f"the restored pod {restored} is Ready: source {ns}/{name} killed and deleted")
             where, result = dst_host.name, "recovered"
@@ -637,7 +650,9 @@ async def recover_pod(inv: Inventory, entry: JournalEntry, say: Callable[[str], 
                 await src.run(quote(podmove.ctr_task("resume", cid)), check=False)
             say(f"{ns}/{name} resumed on {d['source_node']}")
             where, result = src_host.name, "recovered"
-        for w in await remove_leftovers(src, list(d.get("tars") or []), dst, list(d.get("images") or [])):
+        for w in await remove_leftovers(
+            src, list(d.get("tars") or []), dst, list(d.get("images") or [])
+        ):
             say(f"! {w}")
     finally:
         await src.close()

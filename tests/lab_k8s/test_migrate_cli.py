@@ -122,8 +122,15 @@ def test_migrate_pod_moves_it_with_its_counter_and_emptydir(lab):
     p = cli(state, "migrate", "counter", "-n", "default", "--to", n2.node_name)
     print(p.stdout, p.stderr)
     assert p.returncode == 0, p.stderr
-    for line in ("· preflight", "· checkpoint", "· transfer", "· restore", "· commit",
-                 "freeze window", "done: default/counter runs on fk-node2"):
+    for line in (
+        "· preflight",
+        "· checkpoint",
+        "· transfer",
+        "· restore",
+        "· commit",
+        "freeze window",
+        "done: default/counter runs on fk-node2",
+    ):
         assert line in p.stdout
 
     # Exactly one copy: the source pod is gone, the restored one Ready on node2.
@@ -262,7 +269,8 @@ def test_forced_restore_failure_rolls_back_to_node1(lab):
     for h in NODES:
         assert leftovers(h) == {"tars": [], "images": []}, h.node_name
     [entry] = [
-        e for e in history(state)
+        e
+        for e in history(state)
         if e["container"] == "default/counter" and e["result"] != "succeeded"
     ]
     assert entry["result"] == "rolled back", entry
