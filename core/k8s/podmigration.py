@@ -200,6 +200,7 @@ class PodMigration:
         self.dst = HostConnection(ctx.dst_host)
         self.journal: JournalEntry | None = None
         self._out: list[ev.Event] = []
+        self._wake = asyncio.Event()
         self.paused: list[str] = []
         self.tars: list[str] = []
         self.images: list[str] = []
@@ -213,6 +214,7 @@ class PodMigration:
 
     def emit(self, e: ev.Event) -> None:
         self._out.append(e)
+        self._wake.set()
         if self.journal is not None:
             self.journal.record(e)
             if not isinstance(e, ev.LogLine):
@@ -224,6 +226,25 @@ class PodMigration:
     def _drain(self) -> list[ev.Event]:
         out, self._out = self._out, []
         return out
+
+    async def _live(self, coro: Any) -> AsyncIterator[ev.Event]:
+        """Run one step, yielding its events as it emits them."""
+        task = asyncio.ensure_future(coro)
+        try:
+            while not task.done():
+                waiter = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                self._wake.clear()
+                for e in self._drain():
+                    yield e
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        task.result()
 
     async def api(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kw)
@@ -304,10 +325,10 @@ class PodMigration:
         t0 = time.monotonic()
         try:
             for step in (self.preflight, self.checkpoint, self.transfer, self.restore, self.commit):
-                await step()
-                for e in self._drain():
+                async for e in self._live(step()):
                     yield e
-            await self.cleanup()
+            async for e in self._live(self.cleanup()):
+                yield e
             self.emit(
                 ev.MigrationSucceeded(
                     container=self.label,
@@ -650,9 +671,33 @@ async def recover_pod(inv: Inventory, entry: JournalEntry, say: Callable[[str], 
                 await src.run(quote(podmove.ctr_task("resume", cid)), check=False)
             say(f"{ns}/{name} resumed on {d['source_node']}")
             where, result = src_host.name, "recovered"
-        for w in await remove_leftovers(
-            src, list(d.get("tars") or []), dst, list(d.get("images") or [])
-        ):
+        # The tars and images the journal did not get to name (the console died between
+        # the kubelet's answer or the import and the journal's save) are found by name.
+        r = await src.run(
+            quote(
+                [
+                    "sh",
+                    "-c",
+                    'find "$1"/checkpoints -maxdepth 1 -name "checkpoint-$2_$3-*.tar" '
+                    '-newermt "@$4" 2>/dev/null; true',
+                    "tars",
+                    cluster.root_of(d["source_node"]),
+                    name,
+                    ns,
+                    str(int(entry.started) - 1),
+                ]
+            ),
+            check=False,
+        )
+        tars = sorted({*(d.get("tars") or []), *r.stdout.split()})
+        r = await dst.run(quote(["ctr", "-n", "k8s.io", "images", "ls", "-q"]), check=False)
+        mine = [
+            i
+            for i in r.stdout.split()
+            if i.startswith(IMAGE_REPO) and i.endswith(":" + entry.migration_id)
+        ]
+        images = sorted({*(d.get("images") or []), *mine})
+        for w in await remove_leftovers(src, tars, dst, images):
             say(f"! {w}")
     finally:
         await src.close()

@@ -277,3 +277,59 @@ def test_forced_restore_failure_rolls_back_to_node1(lab):
     assert entry["running_on"] == n1.node_name
     assert "restore on fk-node2 failed" in entry["cause"]
     assert "rolled back" in cli(state, "history").stdout
+
+
+@pytest.mark.parametrize(
+    ("kill_after", "runs_on"),
+    [("created on", 0), ("freeze_ended", 1)],
+    ids=["restored-pod-created", "restored-pod-ready"],
+)
+def test_a_move_whose_cli_was_killed_is_recovered(lab, kill_after, runs_on):
+    """The CLI SIGKILLed mid-move: the source stays frozen, the journal says "running";
+    `ferryman recover --yes` rolls it back (the restored pod not Ready) or finishes it
+    (Ready): one copy runs, it counts on, nothing is left."""
+    from core.k8s.api import pod_ready
+    from lab.k8s import prove
+    from lab.k8s.layout import HOSTS_FILE, NODES
+
+    cluster, state = lab
+    c = cluster.admin()
+    fresh_counter(c)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FERRYMAN_STATE_DIR": str(state)}
+    argv = ["migrate", "counter", "-n", "default", "--to", NODES[1].node_name, "--json"]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), *argv],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert p.stdout is not None
+    seen = []
+    for line in p.stdout:
+        e = json.loads(line)
+        seen.append(e["kind"])
+        if e["kind"] == kill_after or kill_after in e.get("text", ""):
+            p.kill()
+            break
+    p.wait(timeout=30)
+    assert p.returncode == -9, seen
+    [entry] = [e for e in history(state) if e["result"] == "running"]
+    assert entry["kind"] == "pod"
+
+    r = cli(state, "recover", "--yes")
+    print(r.stdout, r.stderr)
+    assert r.returncode == 0, r.stdout + r.stderr
+    node = NODES[runs_on]
+    assert f"done: default/counter runs on {node.node_name}" in r.stdout
+    [name] = pods_on(c, node.node_name)
+    assert pods_on(c, NODES[1 - runs_on].node_name) == []
+    assert pod_ready(c.get(f"{PODS}/{name}"))
+    for h in NODES:
+        assert paused_tasks(h) == [], h.node_name
+        assert leftovers(h) == {"tars": [], "images": []}, h.node_name
+    last = prove.last_heartbeat(c, name)
+    time.sleep(1.2)
+    assert prove.last_heartbeat(c, name)[0] > last[0]
+    [after] = [e for e in history(state) if e["migration_id"] == entry["migration_id"]]
+    assert after["result"] == "recovered" and after["running_on"] == node.node_name
