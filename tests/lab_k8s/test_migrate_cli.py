@@ -333,3 +333,46 @@ def test_a_move_whose_cli_was_killed_is_recovered(lab, kill_after, runs_on):
     assert prove.last_heartbeat(c, name)[0] > last[0]
     [after] = [e for e in history(state) if e["migration_id"] == entry["migration_id"]]
     assert after["result"] == "recovered" and after["running_on"] == node.node_name
+
+
+def test_sigterm_mid_move_rolls_back(lab):
+    """SIGTERM (as Ctrl-C) once the restored pod exists: the move is rolled back before
+    the CLI exits (130): the restored pod deleted, the source resumed on node1."""
+    from lab.k8s import prove
+    from lab.k8s.layout import HOSTS_FILE, NODES
+
+    cluster, state = lab
+    c = cluster.admin()
+    fresh_counter(c)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FERRYMAN_STATE_DIR": str(state)}
+    argv = ["migrate", "counter", "-n", "default", "--to", NODES[1].node_name]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    out = []
+    for line in p.stdout:
+        out.append(line)
+        if "created on" in line:
+            p.terminate()
+            break
+    rest, err = p.communicate(timeout=120)
+    text = "".join(out) + rest
+    print(text, err)
+    assert p.returncode == 130, err
+    assert "rolled back: running on fk-node1" in text
+    assert pods_on(c, NODES[1].node_name) == []
+    assert pods_on(c, NODES[0].node_name) == ["counter"]
+    assert paused_tasks(NODES[0]) == []
+    last = prove.last_heartbeat(c, "counter")
+    time.sleep(1.2)
+    assert prove.last_heartbeat(c, "counter")[0] > last[0]
+    for h in NODES:
+        assert leftovers(h) == {"tars": [], "images": []}, h.node_name
+    entry = max(history(state), key=lambda e: e["started"])
+    assert entry["result"] == "rolled back" and entry["cause"] == "interrupted"
