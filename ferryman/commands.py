@@ -103,13 +103,13 @@ async def ps(inv: Inventory, args: argparse.Namespace) -> None:
         rows = await listing(be.fleet)
     finally:
         await be.close()
+    pods = await _pods(inv)
     if args.json:
-        print(
-            json.dumps(
-                [{"host": asdict(h), "containers": [asdict(c) for c in cs]} for h, cs in rows],
-                indent=1,
-            )
-        )
+        doc = [{"host": asdict(h), "containers": [asdict(c) for c in cs]} for h, cs in rows]
+        if inv.clusters:
+            print(json.dumps({"hosts": doc, "pods": [asdict(p) for p in pods]}, indent=1))
+        else:
+            print(json.dumps(doc, indent=1))
         return
     now = time.time()
     for h, cs in rows:
@@ -131,6 +131,27 @@ async def ps(inv: Inventory, args: argparse.Namespace) -> None:
             print(
                 f"  {c.name:20} {c.short_id}  {c.image:28} {c.state:8} up {up:12} {mem:>10}  {mark}"
             )
+    by_node: dict[tuple[str, str], list] = {}
+    for p in pods:
+        by_node.setdefault((p.cluster, p.node), []).append(p)
+    for (cl, node), ps_ in by_node.items():
+        print(f"pods on {node or '(not scheduled)'} (cluster {cl}):")
+        for p in ps_:
+            mark = "movable" if not p.why_not else f"NOT movable: {p.why_not}"
+            print(f"  {p.namespace + '/' + p.name:34} {p.phase:9} {p.containers} container(s)  {mark}")
+
+
+async def _pods(inv: Inventory) -> list:
+    """The pods of the clusters the hosts file names (none: [])."""
+    from core.k8s import podmigration as pm
+
+    if not inv.clusters:
+        return []
+    try:
+        return await pm.list_pods(inv)
+    except pm.PodMoveError as e:
+        print(f"  ! {e}", file=sys.stderr)
+        return []
 
 
 async def check(inv: Inventory, args: argparse.Namespace) -> None:

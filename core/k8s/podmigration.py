@@ -135,6 +135,54 @@ def restore_failure(pod: Any) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class PodRow:
+    """A pod as `ferryman ps` lists it: where it runs and why it cannot move ("": it can)."""
+
+    cluster: str
+    node: str
+    namespace: str
+    name: str
+    phase: str
+    containers: int
+    why_not: str
+
+
+def pod_rows(cluster: str, pods: list[dict[str, Any]]) -> list[PodRow]:
+    """The pods of a cluster (the API's pod list items), by node then name, each with the
+    first reason it cannot move (the pod's own: the nodes are checked by the move)."""
+    out = []
+    for p in pods:
+        meta, spec = p.get("metadata") or {}, p.get("spec") or {}
+        why = podmove.why_not_movable(p)
+        out.append(
+            PodRow(
+                cluster=cluster,
+                node=str(spec.get("nodeName") or ""),
+                namespace=str(meta.get("namespace") or "default"),
+                name=str(meta.get("name") or ""),
+                phase=str((p.get("status") or {}).get("phase") or "Unknown"),
+                containers=len(spec.get("containers") or []),
+                why_not=why[0].reason if why else "",
+            )
+        )
+    return sorted(out, key=lambda r: (r.node, r.namespace, r.name))
+
+
+async def list_pods(inv: Inventory) -> list[PodRow]:
+    """Every pod of every cluster the hosts file names (a cluster that does not answer:
+    PodMoveError)."""
+    out: list[PodRow] = []
+    for c in inv.clusters:
+        try:
+            client = Client.from_kubeconfig(c.kubeconfig, c.context)
+            doc = await asyncio.to_thread(client.get, "/api/v1/pods")
+        except KubeError as e:
+            raise PodMoveError(f"cluster {c.name}: {e}") from None
+        out += pod_rows(c.name, list(doc.get("items") or []))
+    return out
+
+
 def _fix_of(refusals: list[Refusal]) -> str:
     return "; ".join(r.fix for r in refusals if r.fix)
 

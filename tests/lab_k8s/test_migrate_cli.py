@@ -220,6 +220,9 @@ def test_controller_owned_pod_is_refused_and_nothing_changes(lab):
     assert prove.last_heartbeat(c, "web-5d8f-x2k")[0] > last[0]
     [entry] = [e for e in history(state) if e["container"] == "default/web-5d8f-x2k"]
     assert entry["result"] == "failed" and entry["phase"] == "preflight"
+    ps = cli(state, "ps")
+    assert "pods on fk-node1 (cluster ferryman-lab):" in ps.stdout, ps.stdout + ps.stderr
+    assert "default/web-5d8f-x2k" in ps.stdout and "NOT movable: owned by ReplicaSet" in ps.stdout
     assert entry["running_on"] == NODES[0].node_name
 
 
@@ -308,12 +311,12 @@ def test_a_move_whose_cli_was_killed_is_recovered(lab, kill_after, runs_on):
     seen = []
     for line in p.stdout:
         e = json.loads(line)
-        seen.append(e["kind"])
+        seen.append(e)
         if e["kind"] == kill_after or kill_after in e.get("text", ""):
             p.kill()
             break
     p.wait(timeout=30)
-    assert p.returncode == -9, seen
+    assert p.returncode == -9, [e for e in seen if e["kind"] in ("failed", "warning", "log")]
     [entry] = [e for e in history(state) if e["result"] == "running"]
     assert entry["kind"] == "pod"
 

@@ -247,3 +247,17 @@ def test_the_cli_takes_a_move_to_a_cluster_node_as_a_pod_move(tmp_path):
     assert _is_pod_move(inv, ns(target="n1"))  # the node's host
     assert not _is_pod_move(inv, ns(target="docker1"))
     assert _is_pod_move(inv, ns(target="docker1", namespace="default"))
+
+
+def test_pod_rows_say_per_node_why_a_pod_cannot_move():
+    owned = _pod(
+        metadata={
+            "name": "web-1",
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "web", "controller": True}],
+        },
+        spec={"nodeName": "node-b"},
+    )
+    rows = pm.pod_rows("prod", [owned, _pod()])
+    assert [(r.node, r.name) for r in rows] == [("node-a", "counter"), ("node-b", "web-1")]
+    assert rows[0].why_not == "" and rows[0].phase == "Running" and rows[0].containers == 1
+    assert rows[1].why_not.startswith("owned by ReplicaSet web")
