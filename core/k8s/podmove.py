@@ -293,7 +293,15 @@ def node_refusals(
     info = (node.get("status") or {}).get("nodeInfo") or {}
     runtime = str(info.get("containerRuntimeVersion", ""))
     kubelet = str(info.get("kubeletVersion", ""))
-    if runtime.startswith("containerd://"):
+    if runtime.rsplit("/", 1)[-1].lower() == "unknown":
+        out.append(
+            Refusal(
+                f"node {name}",
+                f"its kubelet does not reach its container runtime ({runtime})",
+                "check containerd on the node; retry once the node reports its version again",
+            )
+        )
+    elif runtime.startswith("containerd://"):
         if _minor(runtime) < (2, 1) and role == "target":
             out.append(
                 Refusal(

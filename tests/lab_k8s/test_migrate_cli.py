@@ -242,11 +242,27 @@ def restore_fails_on(h) -> Iterator[None]:
     )
     fake.chmod(0o755)
     prove.restart_containerd(h)
+    wait_runtime_known(h)
     try:
         yield
     finally:
         fake.unlink(missing_ok=True)
         prove.restart_containerd(h)
+        wait_runtime_known(h)
+
+
+def wait_runtime_known(h) -> None:
+    """After containerd restarts, the node reports `containerd://Unknown` for a while
+    (which a move's preflight refuses): wait until it names its version again."""
+    from lab.k8s import cluster
+
+    c = cluster.admin()
+
+    def known(n) -> bool:
+        v = (n or {}).get("status", {}).get("nodeInfo", {}).get("containerRuntimeVersion", "")
+        return v.startswith("containerd://") and not v.endswith("Unknown")
+
+    c.wait_for(f"/api/v1/nodes/{h.node_name}", known, 90, interval=0.5)
 
 
 def test_forced_restore_failure_rolls_back_to_node1(lab):

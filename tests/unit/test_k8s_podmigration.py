@@ -261,3 +261,10 @@ def test_pod_rows_say_per_node_why_a_pod_cannot_move():
     assert [(r.node, r.name) for r in rows] == [("node-a", "counter"), ("node-b", "web-1")]
     assert rows[0].why_not == "" and rows[0].phase == "Running" and rows[0].containers == 1
     assert rows[1].why_not.startswith("owned by ReplicaSet web")
+
+
+def test_a_node_whose_kubelet_lost_its_runtime_is_refused_once():
+    n = _node("node-b")
+    n["status"]["nodeInfo"]["containerRuntimeVersion"] = "containerd://Unknown"
+    why = pm.preflight_refusals(_pod(), _node("node-a"), n, {}, TOOLS)
+    assert len(why) == 1 and "does not reach its container runtime" in str(why[0])
