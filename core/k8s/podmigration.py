@@ -37,6 +37,7 @@ from core.journal import JournalEntry, new_entry
 from core.k8s import oci, podmove
 from core.k8s.api import Client, KubeError, pod_ready
 from core.k8s.podmove import Refusal
+from core.models import ContainerInfo
 from core.remote import quote
 from core.ssh import CommandError, HostConnection, HostError
 
@@ -167,6 +168,30 @@ def pod_rows(cluster: str, pods: list[dict[str, Any]]) -> list[PodRow]:
             )
         )
     return sorted(out, key=lambda r: (r.node, r.namespace, r.name))
+
+
+POD_ID_PREFIX = "pod:"
+
+
+def pod_info(inv: Inventory, row: PodRow) -> ContainerInfo:
+    """A pod as a row of the console's container list, on the host that reaches its
+    node. The console does not move pods itself: why_not says why the pod cannot move,
+    or the command that moves it."""
+    try:
+        host = inv.cluster(row.cluster).nodes.get(row.node, row.node)
+    except ConfigError:
+        host = row.node
+    label = f"{row.namespace}/{row.name}"
+    how = f"pod: `ferryman migrate {row.name} -n {row.namespace} --to NODE` moves it"
+    return ContainerInfo(
+        host=host,
+        id=f"{POD_ID_PREFIX}{row.cluster}/{label}",
+        name=label,
+        image=f"pod, {row.containers} container(s)",
+        state=row.phase.lower(),
+        migratable=False,
+        why_not=f"pod: {row.why_not}" if row.why_not else how,
+    )
 
 
 async def list_pods(inv: Inventory) -> list[PodRow]:

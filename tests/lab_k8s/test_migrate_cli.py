@@ -395,3 +395,51 @@ def test_sigterm_mid_move_rolls_back(lab):
         assert leftovers(h) == {"tars": [], "images": []}, h.node_name
     entry = max(history(state), key=lambda e: e["started"])
     assert entry["result"] == "rolled back" and entry["cause"] == "interrupted"
+
+
+def test_console_lists_pods_per_node_with_why_they_cannot_move(lab):
+    """The console's container list has a row for each pod, on its node's host, with why
+    it cannot move there (a controller's pod) or the command that moves it."""
+    import asyncio
+
+    from core import config
+    from core.live import LiveBackend
+    from lab.k8s.layout import HOSTS_FILE, NODES
+    from tui.app import FerrymanApp
+
+    cluster, _ = lab
+    c = cluster.admin()
+    fresh_counter(c)
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": "web",
+        "uid": "6f1c0b8e-1f7e-4a57-9a34-3f4c7f3d1e12",
+        "controller": True,
+    }
+    from lab.k8s import prove
+    from lab.k8s.layout import WORKLOAD_IMAGE
+
+    spec = prove.pod_spec("web-1", NODES[1].node_name, WORKLOAD_IMAGE)
+    spec["metadata"]["ownerReferences"] = [owner]
+    c.create(PODS, spec)
+    from core.k8s.api import pod_ready
+
+    c.wait_for(f"{PODS}/web-1", pod_ready, 120)
+
+    async def rows() -> list[list[str]]:
+        app = FerrymanApp(LiveBackend(config.load(HOSTS_FILE)))
+        async with app.run_test(size=(200, 40)) as pilot:
+            for _ in range(60):
+                await pilot.pause(0.5)
+                t = app.screen.query_one("#containers")
+                if t.row_count >= 2:
+                    break
+            return [[str(x) for x in t.get_row_at(i)] for i in range(t.row_count)]
+
+    got = asyncio.run(rows())
+    by_name = {r[1]: r for r in got}
+    assert by_name["default/counter"][0] == NODES[0].node_name
+    assert "ferryman migrate counter -n default --to NODE" in by_name["default/counter"][-1]
+    assert by_name["default/web-1"][0] == NODES[1].node_name
+    assert "owned by ReplicaSet web" in by_name["default/web-1"][-1]

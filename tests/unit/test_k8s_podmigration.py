@@ -268,3 +268,13 @@ def test_a_node_whose_kubelet_lost_its_runtime_is_refused_once():
     n["status"]["nodeInfo"]["containerRuntimeVersion"] = "containerd://Unknown"
     why = pm.preflight_refusals(_pod(), _node("node-a"), n, {}, TOOLS)
     assert len(why) == 1 and "does not reach its container runtime" in str(why[0])
+
+
+def test_a_pod_as_a_console_row_is_on_its_nodes_host(tmp_path):
+    inv = load(
+        write(tmp_path, HOSTS + "clusters:\n  - {name: a, kubeconfig: /k, nodes: {x: n1}}\n")
+    )
+    [row] = pm.pod_rows("a", [_pod(spec={"nodeName": "x"})])
+    info = pm.pod_info(inv, row)
+    assert info.host == "n1" and info.name == "default/counter" and info.id.startswith("pod:")
+    assert not info.migratable and "ferryman migrate counter -n default --to NODE" in info.why_not
