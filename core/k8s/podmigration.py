@@ -325,40 +325,30 @@ class PodMigration:
     async def ssh(self, h: HostConnection, argv: list[str], timeout: float = 60) -> str:
         return (await h.run(quote(argv), timeout=timeout)).stdout
 
-    async def read_bytes(self, h: HostConnection, path: str) -> bytes:
-        p = await h.process(quote(["cat", path]))
-        p.stdin.write_eof()
-        data, err = await asyncio.gather(p.stdout.read(), p.stderr.read())
-        await p.wait()
-        if p.exit_status != 0:
-            raise CommandError(
-                h.name, f"cat {path}", p.exit_status, bytes(err).decode(errors="replace")
-            )
-        return bytes(data)
-
-    async def write_bytes(self, h: HostConnection, argv: list[str], data: bytes) -> None:
-        p = await h.process(quote(argv))
-        p.stdin.write(data)
-        p.stdin.write_eof()
-        _, err = await asyncio.gather(p.stdout.read(), p.stderr.read())
-        await p.wait()
-        if p.exit_status != 0:
-            raise CommandError(
-                h.name, " ".join(argv), p.exit_status, bytes(err).decode(errors="replace")
-            )
-
     async def relay(
-        self, a: HostConnection, out_argv: list[str], b: HostConnection, in_argv: list[str]
+        self,
+        a: HostConnection,
+        out_argv: list[str],
+        b: HostConnection,
+        in_argv: list[str],
+        *,
+        head: bytes = b"",
+        tail: bytes = b"",
     ) -> int:
-        """`a OUT | b IN`, relayed by this machine; returns the bytes moved."""
+        """`a OUT | b IN`, relayed by this machine (`head` and `tail` written around
+        OUT's bytes); returns the bytes of OUT moved."""
         pa = await a.process(quote(out_argv))
         pb = await b.process(quote(in_argv))
         pa.stdin.write_eof()
+        if head:
+            pb.stdin.write(head)
         n = 0
         while chunk := await pa.stdout.read(1 << 20):
             pb.stdin.write(chunk)
             await pb.stdin.drain()
             n += len(chunk)
+        if tail:
+            pb.stdin.write(tail)
         pb.stdin.write_eof()
         err_a, err_b = await asyncio.gather(pa.stderr.read(), pb.stderr.read())
         await asyncio.gather(pa.wait(), pb.wait())
@@ -472,9 +462,9 @@ class PodMigration:
         except KubeError as e:
             configz = None
             self.emit(ev.Warning(text=f"{c.src_node}: the kubelet's /configz did not answer ({e})"))
-        tools: dict[str, dict[str, str | None]] = {}
-        for node, h in ((c.src_node, self.src), (c.dst_node, self.dst)):
-            tools[node] = {}
+
+        async def versions(node: str, h: HostConnection) -> dict[str, str | None]:
+            out: dict[str, str | None] = {}
             for tool in ("criu", "ctr"):
                 try:
                     r = await h.run(quote([tool, "--version"]), check=False, timeout=20)
@@ -484,9 +474,16 @@ class PodMigration:
                         "check the host's address and key in the hosts file",
                     ) from None
                 line = (r.stdout.strip().splitlines() or [""])[0]
-                tools[node][tool] = line if r.ok else None
+                out[tool] = line if r.ok else None
                 if r.ok:
                     self.say(h.name, f"{tool}: {line}", "check")
+            return out
+
+        # Both nodes at once (each its own SSH connection).
+        src_tools, dst_tools = await asyncio.gather(
+            versions(c.src_node, self.src), versions(c.dst_node, self.dst)
+        )
+        tools = {c.src_node: src_tools, c.dst_node: dst_tools}
         refusals = preflight_refusals(c.pod, nodes[c.src_node], nodes[c.dst_node], configz, tools)
         if refusals:
             raise _Refused(
@@ -528,23 +525,39 @@ class PodMigration:
         t = await self._phase(Phase.TRANSFER)
         self.image_of: dict[str, str] = {}
         for (name, _), tar in zip(container_ids(c.pod).items(), self.tars, strict=True):
-            data = await self.read_bytes(self.src, tar)
-            ref = image_ref(self.req.namespace, self.req.pod, name, self.id)
-            archive = oci.oci_archive(oci.checkpoint_image(data, name), ref)
-            await self.write_bytes(
-                self.dst, ["ctr", "-n", "k8s.io", "images", "import", "-"], archive
+            # The checkpoint tar goes from the source node into the target's `ctr images
+            # import` as it is read, wrapped in an OCI layout whose documents name its
+            # digest (taken on the source): no copy of it in this machine's memory.
+            out = await self.ssh(
+                self.src, ["sh", "-c", 'stat -c %s "$1" && sha256sum "$1"', "digest", tar]
             )
+            size_line, sum_line = out.splitlines()[:2]
+            size, layer = int(size_line), "sha256:" + sum_line.split()[0]
+            ref = image_ref(self.req.namespace, self.req.pod, name, self.id)
+            config, manifest = oci.checkpoint_image_file(layer, size, name)
+            head, tail = oci.streamed_archive(config, manifest, layer, size, ref)
+            n = await self.relay(
+                self.src,
+                ["cat", tar],
+                self.dst,
+                ["ctr", "-n", "k8s.io", "images", "import", "-"],
+                head=head,
+                tail=tail,
+            )
+            if n != size:
+                raise RuntimeError(f"{tar} on {c.src_node}: read {n} bytes of {size}")
+            data_len = size
             self.images.append(ref)
             if self.journal is not None:
                 self.journal.pod["images"] = list(self.images)
             self.image_of[name] = ref
-            self.bytes += len(data)
+            self.bytes += data_len
             dt = time.monotonic() - t
             self.emit(
                 ev.BytesMoved(
                     phase=Phase.TRANSFER.value,
-                    total_bytes=len(data),
-                    rate_bps=len(data) / dt if dt > 0 else 0.0,
+                    total_bytes=data_len,
+                    rate_bps=data_len / dt if dt > 0 else 0.0,
                     done=True,
                 )
             )

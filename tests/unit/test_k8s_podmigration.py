@@ -278,3 +278,27 @@ def test_a_pod_as_a_console_row_is_on_its_nodes_host(tmp_path):
     info = pm.pod_info(inv, row)
     assert info.host == "n1" and info.name == "default/counter" and info.id.startswith("pod:")
     assert not info.migratable and "ferryman migrate counter -n default --to NODE" in info.why_not
+
+
+def test_a_streamed_archive_holds_what_the_in_memory_one_does():
+    import io
+    import os
+    import tarfile
+
+    from core.k8s import oci
+
+    data = os.urandom(3000)
+    ref = "ferryman.local/checkpoint/x:1"
+    whole = oci.oci_archive(oci.checkpoint_image(data, "c"), ref)
+    config, manifest = oci.checkpoint_image_file(oci.digest(data), len(data), "c")
+    head, tail = oci.streamed_archive(config, manifest, oci.digest(data), len(data), ref)
+
+    def members(b: bytes) -> dict[str, bytes | None]:
+        with tarfile.open(fileobj=io.BytesIO(b)) as t:
+            return {
+                m.name: (t.extractfile(m).read() if m.isfile() else None)  # type: ignore[union-attr]
+                for m in t.getmembers()
+            }
+
+    assert members(head + data + tail) == members(whole)
+    assert len(head) % 512 == 0 and (len(head) + len(data) + len(tail)) % 512 == 0
