@@ -8,8 +8,8 @@ showed them working):
    containerd >= 2.1, the kubelet's ContainerCheckpoint gate), CRIU and ctr on both;
 2. checkpoint: each container paused through containerd (the freeze: the source prints
    nothing from here on), then checkpointed by the kubelet (the pause is kept);
-3. transfer: each checkpoint tar read from the source node, made a checkpoint image
-   (an OCI archive) and imported on the target node with `ctr images import`;
+3. transfer: each checkpoint tar streamed from the source node into `ctr images import`
+   on the target, inside an OCI layout that makes it a checkpoint image;
 4. restore: the restored pod created bound to the target (same spec, the checkpoint
    images, name NAME-mXXXXXX), the emptyDir folders copied from the frozen source into
    it, until it runs and is Ready;
@@ -28,12 +28,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core import events as ev
 from core.config import ClusterSpec, ConfigError, HostSpec, Inventory
 from core.events import Phase
-from core.journal import JournalEntry, new_entry
+from core.journal import JournalEntry, journal_dir, new_entry
 from core.k8s import oci, podmove
 from core.k8s.api import Client, KubeError, pod_ready
 from core.k8s.podmove import Refusal
@@ -282,6 +283,8 @@ class PodMigration:
         self.phase = Phase.PREFLIGHT
         self.times: dict[str, float] = {}
         self.bytes = 0
+        self.log_path = ""
+        self.log_excerpt: tuple[str, ...] = ()
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -430,7 +433,13 @@ class PodMigration:
             ok = await self.rollback(cause)
         self.emit(
             ev.MigrationFailed(
-                phase=phase.value, cause=cause, fix=fix, host=c.src_host.name, running_on=running_on
+                phase=phase.value,
+                cause=cause,
+                fix=fix,
+                host=c.dst_host.name if self.log_path else c.src_host.name,
+                log_excerpt=self.log_excerpt,
+                log_path=self.log_path,
+                running_on=running_on,
             )
         )
         if self.journal is not None:
@@ -599,7 +608,11 @@ class PodMigration:
                 break
             why = restore_failure(p)
             if why:
-                raise _Refused(f"restore on {c.dst_node} failed: {why}", "")
+                await self.keep_criu_log(why)
+                raise _Refused(
+                    f"restore on {c.dst_node} failed: {why}",
+                    f"ferryman doctor {self.log_path}" if self.log_path else "",
+                )
             if time.monotonic() > deadline:
                 raise _Refused(
                     f"the restored pod {self.restored} was not Ready on {c.dst_node} within "
@@ -619,6 +632,25 @@ class PodMigration:
             )
         )
         self.say(c.dst_host.name, f"pod {self.req.namespace}/{self.restored} Ready on {c.dst_node}")
+
+    async def keep_criu_log(self, why: str) -> None:
+        """CRIU's restore log on the target (named in the runtime's error), copied into
+        the journal's folder before the rollback removes the container with it."""
+        m = re.search(r"(/\S+/restore\.log)", why)
+        if not m or self.journal is None:
+            return
+        try:
+            text = await self.ssh(self.dst, ["tail", "-c", "262144", m.group(1)], timeout=20)
+        except (CommandError, HostError):
+            return
+        d = Path(journal_dir()) / self.id
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = d / "restore.log"
+        path.write_text(text)
+        self.journal.logs_dir = str(d)
+        self.log_path = str(path)
+        lines = [ln for ln in text.splitlines() if "Error" in ln or "rror (" in ln]
+        self.log_excerpt = tuple((lines or text.splitlines())[-6:])
 
     async def commit(self) -> None:
         c = self.c
