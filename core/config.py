@@ -42,9 +42,53 @@ class HostSpec:
 
 
 @dataclass(frozen=True)
+class ClusterSpec:
+    """A Kubernetes cluster whose nodes are hosts of this file: its API server (a
+    kubeconfig and a context in it) and, for each node, the host that reaches it by SSH
+    and the kubelet's root folder on it (its emptyDir volumes and checkpoints are there)."""
+
+    name: str
+    kubeconfig: str
+    context: str | None = None  # None: the kubeconfig's current-context
+    nodes: dict[str, str] = field(default_factory=dict)  # Kubernetes node name -> host name
+    kubelet_root: dict[str, str] = field(default_factory=dict)  # node -> folder
+    default_kubelet_root: str = "/var/lib/kubelet"
+
+    def root_of(self, node: str) -> str:
+        return self.kubelet_root.get(node, self.default_kubelet_root)
+
+    def node_of(self, name: str) -> str | None:
+        """The node that `name` is (a node name, or the name of the host that reaches it)."""
+        if name in self.nodes:
+            return name
+        return next((n for n, h in self.nodes.items() if h == name), None)
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path
     hosts: tuple[HostSpec, ...]
+    clusters: tuple[ClusterSpec, ...] = ()
+
+    def cluster(self, name: str | None = None) -> ClusterSpec:
+        """The cluster named `name`, or the only one when `name` is None."""
+        if not self.clusters:
+            raise ConfigError(
+                f"{self.path}: names no Kubernetes cluster; add `clusters:` with a kubeconfig "
+                "and the nodes' hosts (see hosts.example.yaml)"
+            )
+        if name is None:
+            if len(self.clusters) > 1:
+                names = ", ".join(c.name for c in self.clusters)
+                raise ConfigError(
+                    f"{self.path}: several clusters ({names}): say which with --cluster"
+                )
+            return self.clusters[0]
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        names = ", ".join(c.name for c in self.clusters)
+        raise ConfigError(f"no cluster named {name!r} in {self.path} (clusters: {names})")
 
     def get(self, name: str) -> HostSpec:
         for h in self.hosts:
@@ -128,9 +172,17 @@ def load(path: str | Path) -> Inventory:
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{_where(path, root)}: expected a mapping with the key `hosts:`")
     hosts_node = None
+    clusters_node = None
     for k, v in root.value:
+        if k.value == "clusters":
+            if clusters_node is not None:
+                raise ConfigError(f"{_where(path, k)}: `clusters:` given twice")
+            clusters_node = v
+            continue
         if k.value != "hosts":
-            raise ConfigError(f"{_where(path, k)}: unknown key {k.value!r} (expected `hosts:`)")
+            raise ConfigError(
+                f"{_where(path, k)}: unknown key {k.value!r} (expected `hosts:` or `clusters:`)"
+            )
         if hosts_node is not None:
             raise ConfigError(
                 f"{_where(path, k)}: `hosts:` given twice (the first at line "
@@ -193,4 +245,90 @@ def load(path: str | Path) -> Inventory:
             if pkey in values:
                 values[pkey] = str(Path(values[pkey]).expanduser())
         specs.append(HostSpec(**values))
-    return Inventory(path=path, hosts=tuple(specs))
+    clusters = _clusters(path, clusters_node, {h.name for h in specs}) if clusters_node else ()
+    return Inventory(path=path, hosts=tuple(specs), clusters=clusters)
+
+
+CLUSTER_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "kubeconfig": (str,),
+    "context": (str,),
+    "nodes": (dict,),
+    "kubelet_root": (str, dict),
+}
+
+
+def _clusters(path: Path, node: yaml.Node, hosts: set[str]) -> tuple[ClusterSpec, ...]:
+    """`clusters:`: a list of {name, kubeconfig, context?, nodes: {NODE: HOST},
+    kubelet_root?: PATH or {NODE: PATH}}."""
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise ConfigError(
+            f"{_where(path, node)}: `clusters:` must be a list of clusters, each with name, "
+            "kubeconfig and nodes"
+        )
+    out: list[ClusterSpec] = []
+    for item in node.value:
+        if not isinstance(item, yaml.MappingNode):
+            raise ConfigError(
+                f"{_where(path, item)}: each cluster must be a mapping (name:, kubeconfig:, nodes:)"
+            )
+        values: dict[str, Any] = {}
+        at: dict[str, str] = {}
+        for k, v in item.value:
+            key = k.value
+            at[key] = _where(path, k)
+            if key not in CLUSTER_FIELDS:
+                close = difflib.get_close_matches(str(key), list(CLUSTER_FIELDS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"{_where(path, k)}: unknown cluster key {key!r}{hint}; known keys: "
+                    f"{', '.join(CLUSTER_FIELDS)}"
+                )
+            if key in values:
+                raise ConfigError(f"{_where(path, k)}: {key!r} given twice")
+            values[key] = _scalar(path, key, v, CLUSTER_FIELDS[key])
+        where = _where(path, item)
+        for key in ("name", "kubeconfig", "nodes"):
+            if key not in values:
+                raise ConfigError(f"{where}: cluster is missing {key!r}")
+        if not NAME_RE.match(values["name"]):
+            raise ConfigError(
+                f"{where}: cluster name {values['name']!r} must be letters, digits, '.', '_' or '-'"
+            )
+        if values["name"] in {c.name for c in out}:
+            raise ConfigError(f"{where}: cluster name {values['name']!r} used twice")
+        nodes = {str(a): str(b) for a, b in values["nodes"].items()}
+        if not nodes:
+            raise ConfigError(
+                f"{where}: cluster {values['name']!r}: `nodes:` is empty (NODE: HOST)"
+            )
+        for n, h in nodes.items():
+            if h not in hosts:
+                raise ConfigError(
+                    f"{at['nodes']}: cluster {values['name']!r}: node {n!r} names host {h!r}, which "
+                    f"is not in `hosts:` ({', '.join(sorted(hosts))})"
+                )
+        root = values.get("kubelet_root", "/var/lib/kubelet")
+        roots = {str(a): str(b) for a, b in root.items()} if isinstance(root, dict) else {}
+        default_root = root if isinstance(root, str) else "/var/lib/kubelet"
+        for n, r in [("(all)", default_root), *roots.items()]:
+            if not r.startswith("/"):
+                raise ConfigError(
+                    f"{at['kubelet_root']}: kubelet_root of {n} must be an absolute path, not {r!r}"
+                )
+        for n in roots:
+            if n not in nodes:
+                raise ConfigError(
+                    f"{at['kubelet_root']}: kubelet_root names {n!r}, which is not in `nodes:`"
+                )
+        out.append(
+            ClusterSpec(
+                name=values["name"],
+                kubeconfig=str(Path(values["kubeconfig"]).expanduser()),
+                context=values.get("context"),
+                nodes=nodes,
+                kubelet_root=roots,
+                default_kubelet_root=default_root,
+            )
+        )
+    return tuple(out)

@@ -60,6 +60,8 @@ class JournalEntry:
     events: list[dict[str, Any]] = field(default_factory=list)
     checkpoint_name: str = ""
     target_twin: str = ""
+    kind: str = "container"  # container (Docker) | pod (Kubernetes: `pod` says which)
+    pod: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -169,7 +171,21 @@ def unfinished() -> list[JournalEntry]:
     """Migrations to finish or roll back: their console died ("running"), their rollback
     met a host that did not answer ("in doubt"), or steps after the commit were left
     ("incomplete")."""
-    return [e for e in load_all() if e.result in ("running", "in doubt", "incomplete")]
+    return [
+        e
+        for e in load_all()
+        if e.result in ("running", "in doubt", "incomplete") and e.kind != "pod"
+    ]
+
+
+def unfinished_pods() -> list[JournalEntry]:
+    """Pod moves (Kubernetes) to finish or roll back: recovered by core.k8s, not by the
+    Docker engine's recovery (which `unfinished` feeds)."""
+    return [
+        e
+        for e in load_all()
+        if e.result in ("running", "in doubt", "incomplete") and e.kind == "pod"
+    ]
 
 
 def restore_estimate(target: str, default: float) -> float:

@@ -20,6 +20,7 @@ from core.preflight import container_checks, host_report, pair_checks
 class LiveBackend:
     def __init__(self, inventory: Inventory) -> None:
         self.fleet = Fleet(inventory)
+        self.inventory = inventory
 
     async def hosts(self) -> list[HostStatus]:
         async def one(name: str) -> HostStatus:
@@ -34,6 +35,14 @@ class LiveBackend:
 
     async def containers(self, host: str) -> list[ContainerInfo]:
         return await containers(self.fleet[host])
+
+    async def pods(self) -> list[ContainerInfo]:
+        """The pods of the clusters the hosts file names, as rows beside the containers."""
+        from core.k8s import podmigration as pm
+
+        if not self.inventory.clusters:
+            return []
+        return [pm.pod_info(self.inventory, r) for r in await pm.list_pods(self.inventory)]
 
     async def preflight(self, request: MigrationRequest) -> list[CheckResult]:
         # Lazy pages are tried, not trusted (`criu check` says yes where they fail).

@@ -105,8 +105,15 @@ def _main(argv: list[str] | None = None) -> None:
     ck.add_argument("host", nargs="*")
     ck.add_argument("--json", action="store_true")
     mg = sub.add_parser("migrate", help="move a container (no console)", parents=[hosts_opt])
-    mg.add_argument("container")
-    mg.add_argument("--to", required=True, dest="target")
+    mg.add_argument("container", help="a container, or a pod (of a cluster the hosts file names)")
+    mg.add_argument("--to", required=True, dest="target", help="a host, or a Kubernetes node")
+    mg.add_argument(
+        "-n",
+        "--namespace",
+        help="a pod's namespace (default: default); a pod move when the target is a node of "
+        "a cluster in the hosts file, or with -n/--cluster",
+    )
+    mg.add_argument("--cluster", help="the cluster of the hosts file (when it names several)")
     mg.add_argument("--from", dest="source")
     mg.add_argument(
         "--strategy",

@@ -103,13 +103,13 @@ async def ps(inv: Inventory, args: argparse.Namespace) -> None:
         rows = await listing(be.fleet)
     finally:
         await be.close()
+    pods = await _pods(inv)
     if args.json:
-        print(
-            json.dumps(
-                [{"host": asdict(h), "containers": [asdict(c) for c in cs]} for h, cs in rows],
-                indent=1,
-            )
-        )
+        doc = [{"host": asdict(h), "containers": [asdict(c) for c in cs]} for h, cs in rows]
+        if inv.clusters:
+            print(json.dumps({"hosts": doc, "pods": [asdict(p) for p in pods]}, indent=1))
+        else:
+            print(json.dumps(doc, indent=1))
         return
     now = time.time()
     for h, cs in rows:
@@ -131,6 +131,27 @@ async def ps(inv: Inventory, args: argparse.Namespace) -> None:
             print(
                 f"  {c.name:20} {c.short_id}  {c.image:28} {c.state:8} up {up:12} {mem:>10}  {mark}"
             )
+    by_node: dict[tuple[str, str], list] = {}
+    for p in pods:
+        by_node.setdefault((p.cluster, p.node), []).append(p)
+    for (cl, node), ps_ in by_node.items():
+        print(f"pods on {node or '(not scheduled)'} (cluster {cl}):")
+        for p in ps_:
+            mark = "movable" if not p.why_not else f"NOT movable: {p.why_not}"
+            print(f"  {p.namespace + '/' + p.name:34} {p.phase:9} {p.containers} container(s)  {mark}")
+
+
+async def _pods(inv: Inventory) -> list:
+    """The pods of the clusters the hosts file names (none: [])."""
+    from core.k8s import podmigration as pm
+
+    if not inv.clusters:
+        return []
+    try:
+        return await pm.list_pods(inv)
+    except pm.PodMoveError as e:
+        print(f"  ! {e}", file=sys.stderr)
+        return []
 
 
 async def check(inv: Inventory, args: argparse.Namespace) -> None:
@@ -169,7 +190,15 @@ async def check(inv: Inventory, args: argparse.Namespace) -> None:
 CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
 
+def _is_pod_move(inv: Inventory, args: argparse.Namespace) -> bool:
+    if getattr(args, "namespace", None) or getattr(args, "cluster", None):
+        return True
+    return any(c.node_of(args.target) for c in inv.clusters)
+
+
 async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
+    if _is_pod_move(inv, args):
+        return await migrate_pod(inv, args)
     if not CONTAINER_NAME.match(args.container):
         where = args.source or "any host"
         _die(
@@ -210,6 +239,37 @@ async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
                 ok = False
     finally:
         await be.close()
+    if not ok:
+        raise SystemExit(1)
+
+
+async def migrate_pod(inv: Inventory, args: argparse.Namespace) -> None:
+    """`ferryman migrate POD [-n NS] --to NODE`: core/k8s/podmigration.py, printed as a
+    Docker move is."""
+    from core.k8s import podmigration as pm
+
+    req = pm.PodMoveRequest(
+        pod=args.container,
+        namespace=args.namespace or "default",
+        target=args.target,
+        cluster=args.cluster,
+        keep_images=args.keep_images,
+    )
+    loop, me = asyncio.get_running_loop(), asyncio.current_task()
+    if me is not None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, me.cancel)
+    ok = True
+    try:
+        async for e in pm.migrate_pod(inv, req):
+            if args.json:
+                print(e.to_json(), flush=True)
+            else:
+                _print_event(e)
+            if isinstance(e, ev.MigrationFailed):
+                ok = False
+    except pm.PodMoveError as e:
+        _die(str(e))
     if not ok:
         raise SystemExit(1)
 
@@ -275,7 +335,12 @@ async def recover(inv: Inventory, args: argparse.Namespace) -> None:
     _, broken = journal.load()
     for line in broken:
         print(f"  ! {line}: move it aside once read; recovery cannot use it", file=sys.stderr)
+    pods_failed = await _recover_pods(inv, args)
     if not journal.unfinished():
+        if pods_failed:
+            raise SystemExit(1)
+        if pods_failed is False:
+            return
         print("nothing to recover: no unfinished migration in the journal")
         if broken:
             raise SystemExit(1)
@@ -312,8 +377,41 @@ async def recover(inv: Inventory, args: argparse.Namespace) -> None:
             print(f"  done: {entry.container} runs on {where}")
     finally:
         await be.close()
-    if failed:
+    if failed or pods_failed:
         raise SystemExit(1)
+
+
+async def _recover_pods(inv: Inventory, args: argparse.Namespace) -> bool | None:
+    """Pod moves left unfinished (core/k8s/podmigration.recover_pod). None: there were
+    none; else whether one could not be finished."""
+    from core.k8s import podmigration as pm
+
+    entries = journal.unfinished_pods()
+    if not entries:
+        return None
+    failed = False
+    for entry in entries:
+        d = entry.pod
+        print(
+            f"{entry.migration_id}  pod {entry.container} {d.get('source_node')} → "
+            f"{d.get('target_node')} (stopped in {entry.phase or 'start'}, {entry.result}): "
+            "finished if the restored pod is Ready, else rolled back"
+        )
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print("  not done: run with --yes to carry it out", file=sys.stderr)
+                failed = True
+                continue
+            if input("  do it? [y/N] ").strip().lower() not in ("y", "yes"):
+                continue
+        try:
+            where = await pm.recover_pod(inv, entry, lambda t: print(f"    {t}"))
+        except Exception as e:  # noqa: BLE001
+            print(f"  failed: {e}; the journal entry stays open, run recover again", file=sys.stderr)
+            failed = True
+            continue
+        print(f"  done: {entry.container} runs on {where}")
+    return failed
 
 
 HISTORY_COLUMNS = (

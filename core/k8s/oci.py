@@ -199,3 +199,68 @@ def oci_archive(image: Image, ref: str) -> bytes:
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def streamed_archive(
+    config: bytes, manifest_bytes: bytes, layer_digest: str, layer_size: int, ref: str
+) -> tuple[bytes, bytes]:
+    """The OCI layout tar of `oci_archive`, for a layer that is not in memory (a
+    checkpoint tar streamed from the node that has it): returns (head, tail); the archive
+    is head + the layer's `layer_size` bytes + tail. `config` and `manifest_bytes` are
+    `checkpoint_image_file`'s."""
+    import io
+    import tarfile
+
+    manifest_digest = digest(manifest_bytes)
+    index = canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {
+                    "mediaType": MANIFEST,
+                    "digest": manifest_digest,
+                    "size": len(manifest_bytes),
+                    "annotations": {
+                        "org.opencontainers.image.ref.name": ref,
+                        "io.containerd.image.name": ref,
+                    },
+                }
+            ],
+        }
+    )
+    files: list[tuple[str, bytes]] = [
+        ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+        ("index.json", index),
+        (f"blobs/sha256/{digest(config).split(':', 1)[1]}", config),
+        (f"blobs/sha256/{manifest_digest.split(':', 1)[1]}", manifest_bytes),
+    ]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("blobs", "blobs/sha256"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    body = buf.getvalue()
+    # tarfile.close() added the end-of-archive blocks: cut them, add the layer's header.
+    info = tarfile.TarInfo(f"blobs/sha256/{layer_digest.split(':', 1)[1]}")
+    info.size, info.mode = layer_size, 0o644
+    members = _members_end(body)
+    head_bytes = body[:members] + info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    tail = b"\0" * (-layer_size % tarfile.BLOCKSIZE) + b"\0" * (2 * tarfile.BLOCKSIZE)
+    return head_bytes, tail
+
+
+def _members_end(archive: bytes) -> int:
+    """Where a tar's last member ends (the start of its end-of-archive zero blocks)."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
+        last = tar.getmembers()[-1]
+    size = last.size if last.isfile() else 0
+    return last.offset_data + size + (-size % tarfile.BLOCKSIZE)

@@ -50,10 +50,12 @@ def why_not_movable(pod: dict[str, Any], *, allow_owned: bool = False) -> list[R
         out.append(
             Refusal(
                 "metadata.ownerReferences",
-                f"owned by {o.get('kind')} {o.get('name')}: it would replace the moved pod "
-                "(deleting the source makes it start a fresh copy)",
-                "move a pod without a controller, or pass --allow-owned to move it and "
-                "let the controller adopt the restored pod",
+                f"owned by {o.get('kind')} {o.get('name')}: the controller would replace the "
+                "moved pod (deleting the source makes it start a fresh copy, and it may "
+                "delete the restored one as a surplus), so two copies would run",
+                f"a {o.get('kind')}'s pods are replaced, not moved: let the controller "
+                "reschedule it (kubectl cordon the node, kubectl delete the pod), or run "
+                "the workload as a pod of its own to move it live",
             )
         )
     for v in spec.get("volumes") or []:
@@ -291,7 +293,15 @@ def node_refusals(
     info = (node.get("status") or {}).get("nodeInfo") or {}
     runtime = str(info.get("containerRuntimeVersion", ""))
     kubelet = str(info.get("kubeletVersion", ""))
-    if runtime.startswith("containerd://"):
+    if runtime.rsplit("/", 1)[-1].lower() == "unknown":
+        out.append(
+            Refusal(
+                f"node {name}",
+                f"its kubelet does not reach its container runtime ({runtime})",
+                "check containerd on the node; retry once the node reports its version again",
+            )
+        )
+    elif runtime.startswith("containerd://"):
         if _minor(runtime) < (2, 1) and role == "target":
             out.append(
                 Refusal(

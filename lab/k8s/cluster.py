@@ -926,9 +926,9 @@ def known_hosts() -> None:
 
 
 def hosts_file() -> None:
-    """The nodes as SSH hosts for ferryman (a hosts file today's ferryman reads: only
-    `hosts:`), labelled with their node and cluster; the cluster itself (kubeconfig,
-    context) in cluster.yaml beside it, until the hosts file can name clusters."""
+    """The nodes as SSH hosts for ferryman, labelled with their node and cluster, and the
+    cluster (kubeconfig, context, each node's host and kubelet root) under `clusters:`;
+    cluster.yaml beside it says the same for the lab's own tools."""
     doc = {
         "hosts": [
             {
@@ -940,6 +940,15 @@ def hosts_file() -> None:
                 "labels": {"k8s-node": h.node_name, "k8s-cluster": "ferryman-lab"},
             }
             for h in NODES
+        ],
+        "clusters": [
+            {
+                "name": "ferryman-lab",
+                "kubeconfig": str(KUBECONFIG),
+                "context": "ferryman-lab",
+                "nodes": {h.node_name: h.node_name for h in NODES},
+                "kubelet_root": {h.node_name: str(h.kubelet_root) for h in NODES},
+            }
         ],
     }
     HOSTS_FILE.write_text(yaml.safe_dump(doc, sort_keys=False))

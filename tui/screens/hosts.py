@@ -59,6 +59,10 @@ def container_key(c: ContainerInfo) -> str:
     return f"{c.host}/{c.id}"
 
 
+def is_pod(c: ContainerInfo) -> bool:
+    """A row for a Kubernetes pod (core/k8s/podmigration.pod_info), not a container."""
+    return c.id.startswith("pod:")
+
 class HostsScreen(ReportsWorkerErrors, Screen):
     DEFAULT_CSS = """
     HostsScreen #hosts-panel {
@@ -85,6 +89,7 @@ class HostsScreen(ReportsWorkerErrors, Screen):
         self.hosts: dict[str, HostStatus] = {}
         self.host_errors: dict[str, str] = {}
         self.containers: dict[str, list[ContainerInfo]] = {}
+        self.pods: dict[str, list[ContainerInfo]] = {}  # by host: the pods on its node
         self.filter_text = ""
 
     def compose(self) -> ComposeResult:
@@ -131,6 +136,18 @@ class HostsScreen(ReportsWorkerErrors, Screen):
                 self.host_errors.pop(h.name, None)
             except Exception as e:  # noqa: BLE001 - shown on the host's line
                 self.host_errors[h.name] = f"containers: {getattr(e, 'cause', e)}"
+        list_pods = getattr(backend, "pods", None)  # backends with clusters have it
+        if list_pods is not None:
+            try:
+                with operation("list pods"):
+                    pods = await list_pods()
+            except Exception as e:  # noqa: BLE001 - shown in the status line
+                pods = None
+                self.notify(inert(f"pods: {getattr(e, 'cause', e)}"), severity="warning")
+            if pods is not None:
+                self.pods = {}
+                for p in pods:
+                    self.pods.setdefault(p.host, []).append(p)
         for name, h in list(self.hosts.items()):
             if name not in seen and h.state == HostState.UP:
                 self.hosts[name] = HostStatus(
@@ -178,7 +195,7 @@ class HostsScreen(ReportsWorkerErrors, Screen):
         needle = self.filter_text.lower().strip()
         out = []
         for host in self.hosts:
-            for c in self.containers.get(host, []):
+            for c in [*self.containers.get(host, []), *self.pods.get(host, [])]:
                 hay = f"{c.host} {c.name} {c.image} {c.state}".lower()
                 if not needle or all(w in hay for w in needle.split()):
                     out.append(c)
@@ -218,7 +235,8 @@ class HostsScreen(ReportsWorkerErrors, Screen):
         table.clear()
         for c in self.visible_containers():
             host = self.hosts.get(c.host)
-            host_up = host is not None and host.state == HostState.UP
+            # A pod's node answers through the API server, not the host's engine.
+            host_up = is_pod(c) or (host is not None and host.state == HostState.UP)
             busy = self.busy(c) if host_up else ""
             if not host_up:
                 mark = Text(f"✗ {c.host} is {host.state.value if host else 'gone'}", "red")
@@ -322,6 +340,9 @@ class HostsScreen(ReportsWorkerErrors, Screen):
         c = self.selected_container()
         if c is None:
             self.notify("No container selected", severity="warning")
+            return
+        if is_pod(c):
+            self.notify(inert(f"{c.name}: {c.why_not}"), severity="warning", markup=False)
             return
         host = self.hosts.get(c.host)
         if host is None or host.state != HostState.UP:
