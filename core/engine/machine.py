@@ -648,9 +648,14 @@ class Migration:
             return
         c.pages = stream
         c.pages_streamed = True
+        where = (
+            f"127.0.0.1:{stream.target_port}"
+            if stream.target_port
+            else "a socket pair (nothing listens there)"
+        )
         self.log(
             "ferryman",
-            f"page server on {self.dst.name} 127.0.0.1:{stream.target_port}, "
+            f"page server on {self.dst.name} {where}, "
             f"reached from {self.src.name} 127.0.0.1:{stream.source_port} through this console",
         )
 
