@@ -1,15 +1,19 @@
 """Memory pages streamed to the target while CRIU dumps them (non-lazy page server).
 
-The target runs `criu page-server` bound to its own loopback; the source's CRIU (through
-`runc checkpoint --page-server`) connects to a loopback port on the source that sshd
-forwards to the console, which pipes it into a direct-tcpip channel to the target's page
-server. Both ends listen on loopback only, the bytes are encrypted by the two SSH
-connections, and no port is open to the network. Any local process can reach a loopback
-port, though: the source's listener relays one connection only, and only when a root
-process of the host itself (not a container's) whose command line names CRIU holds it
-(`remote.peer_is_host_root`); others are turned away before a byte is relayed. (CRIU
-connects before it freezes the container: the check is not part of the freeze.) The dump thus writes its pages
-straight into the target's image folder: the freeze no longer waits for a separate copy.
+The source's CRIU (through `runc checkpoint --page-server`) connects to a loopback port
+on the source that sshd forwards to the console; the console joins that channel to the
+target's `criu page-server`, which runs on a socket pair whose other end is an SSH
+channel to the console (core/engine/socket_bridge.py): nothing listens on the target.
+(Without python3 there, the page server listens on the target's loopback instead.) The
+dump thus writes its pages straight into the target's image folder: the freeze does not
+wait for a separate copy. The bytes are encrypted by the two SSH connections, and no
+port is open to the network.
+
+Any local process can reach the source's loopback listener, though: it relays one
+connection only, and only when a root process of the host itself (not a container's)
+whose command line names CRIU holds it (`remote.peer_is_host_root`); others are turned
+away before a byte is relayed. CRIU connects before it freezes the container, so the
+check is not part of the freeze.
 """
 
 from __future__ import annotations
@@ -22,10 +26,31 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from core import remote
+from core.engine import socket_bridge
 from core.engine.transfer import Meter
 from core.ssh import CommandError, HostConnection, HostError
 
 CHUNK = 1 << 20
+
+
+def bridged_page_server_cmd(images_dir: str, work_dir: str) -> list[str]:
+    """The page server on a socket it is handed (core/engine/socket_bridge.py)."""
+    return socket_bridge.bridge_command(
+        f"{work_dir}/page-server.pid",
+        [
+            "criu",
+            "page-server",
+            "--images-dir",
+            images_dir,
+            "--work-dir",
+            work_dir,
+            "--ps-socket",
+            socket_bridge.FD_WORD,
+            "-o",
+            "page-server.log",
+            "-v4",
+        ],
+    )
 
 
 def page_server_cmd(images_dir: str, work_dir: str, port: int) -> list[str]:
@@ -60,11 +85,33 @@ class PageStream:
     _pumps: list[asyncio.Task[None]] | None = None
     work_dir: str = ""
     refused: list[str] = field(default_factory=list)  # connections turned away
+    _server: asyncssh.SSHClientProcess[bytes] | None = None  # the bridged page server
     _taken: bool = False  # the dump's connection is relayed: no other
 
     async def open(self, images_dir: str, work_dir: str) -> None:
         """Start the target's page server and the source's loopback listener."""
         self.work_dir = work_dir
+        if (await self.dst.run("command -v python3", check=False, timeout=15)).ok:
+            # On a socket pair joined to an SSH channel: nothing listens on the target.
+            self._server = await self.dst.process(
+                remote.quote(bridged_page_server_cmd(images_dir, work_dir))
+            )
+            started = await self.dst.run(
+                remote.quote(remote.wait_for_file(f"{work_dir}/page-server.pid", 10)),
+                check=False,
+                timeout=20,
+            )
+            if not started.ok:
+                raise RuntimeError(f"the page server did not start on {self.dst.name}")
+        else:
+            await self._listening_page_server(images_dir, work_dir)
+        conn = await self.src.connect()
+        self._pumps = []
+        self._listener = await conn.start_server(self._handler_factory, "127.0.0.1", 0)
+        self.source_port = self._listener.get_port()
+
+    async def _listening_page_server(self, images_dir: str, work_dir: str) -> None:
+        """Without python3 on the target: the page server listens on its loopback."""
         last: Exception | None = None
         for _ in range(5):  # a random port may be taken: try a few
             port = 20000 + secrets.randbelow(40000)
@@ -79,10 +126,6 @@ class PageStream:
             break
         else:
             raise last or RuntimeError("page server did not start")
-        conn = await self.src.connect()
-        self._pumps = []
-        self._listener = await conn.start_server(self._handler_factory, "127.0.0.1", 0)
-        self.source_port = self._listener.get_port()
 
     async def _from_criu(self, peer_port: int) -> bool:
         r = await self.src.run(
@@ -107,12 +150,17 @@ class PageStream:
                 writer.close()
                 return
             self._taken = True
-            try:
-                dst = await self.dst.connect()
-                r2, w2 = await dst.open_connection("127.0.0.1", self.target_port)
-            except (asyncssh.Error, OSError, HostError):
-                writer.close()  # the dump fails on its own and says so
-                return
+            r2: asyncssh.SSHReader[bytes]
+            w2: asyncssh.SSHWriter[bytes]
+            if self._server is not None:
+                r2, w2 = self._server.stdout, self._server.stdin
+            else:
+                try:
+                    dst = await self.dst.connect()
+                    r2, w2 = await dst.open_connection("127.0.0.1", self.target_port)
+                except (asyncssh.Error, OSError, HostError):
+                    writer.close()  # the dump fails on its own and says so
+                    return
 
             async def pump(r: asyncssh.SSHReader, w: asyncssh.SSHWriter, metered: bool) -> None:
                 try:
@@ -144,6 +192,9 @@ class PageStream:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         for t in self._pumps or []:
             t.cancel()
         if self.work_dir:

@@ -95,9 +95,14 @@ async def open_page_stream(m: Run) -> None:
         return
     c.pages = stream
     c.pages_streamed = True
+    where = (
+        f"127.0.0.1:{stream.target_port}"
+        if stream.target_port
+        else "a socket pair (nothing listens there)"
+    )
     m.log(
         "ferryman",
-        f"page server on {m.dst.name} 127.0.0.1:{stream.target_port}, "
+        f"page server on {m.dst.name} {where}, "
         f"reached from {m.src.name} 127.0.0.1:{stream.source_port} through this console",
     )
 
