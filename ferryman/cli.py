@@ -7,9 +7,9 @@ import asyncio
 import os
 import re
 import sys
-from pathlib import Path
 
-from core import config
+from ferryman.hostsfile import die as _die
+from ferryman.hostsfile import load_inventory
 
 
 def parse_duration(text: str) -> float:
@@ -18,26 +18,6 @@ def parse_duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (examples: 300ms, 0.5s)")
     value = float(m.group(1))
     return value / 1000 if m.group(2) == "ms" or (m.group(2) is None and value >= 10) else value
-
-
-def _die(msg: str, code: int = 2) -> None:
-    print(f"ferryman: {msg}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-def load_inventory(path: str | None) -> config.Inventory:
-    p = Path(path) if path else config.default_path()
-    if p is None:
-        _die(
-            "no hosts file. Write ~/.config/ferryman/hosts.yaml (see hosts.example.yaml), "
-            "pass --hosts FILE or set FERRYMAN_HOSTS; or start the local lab with "
-            "`sudo ferryman lab up` and use --hosts /var/lib/ferryman-lab/hosts.yaml"
-        )
-    try:
-        return config.load(p)
-    except config.ConfigError as e:
-        _die(str(e))
-    raise AssertionError
 
 
 def main(argv: list[str] | None = None) -> None:

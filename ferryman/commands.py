@@ -20,7 +20,8 @@ from core.inventory import listing
 from core.live import LiveBackend
 from core.models import MigrationRequest
 from core.preflight import pair_checks, run_checks
-from ferryman.cli import _die, load_inventory
+from ferryman.hostsfile import die as _die
+from ferryman.hostsfile import load_inventory
 
 
 def console(args: argparse.Namespace) -> None:
