@@ -13,7 +13,7 @@ from core import remote, versions
 from core.dockerapi import EngineError
 from core.fleet import Fleet, Host
 from core.models import ContainerInfo, HostFacts, HostState, HostStatus
-from core.preflight import parse_facts
+from core.remote import parse_facts
 from core.ssh import HostError
 
 

@@ -10,7 +10,9 @@ from core import remote, versions
 from core.dockerapi import EngineError
 from core.engine import restore, restore_runtime
 from core.fleet import Fleet, Host
+from core.inventory import why_not_migratable
 from core.models import CheckResult, CheckStatus, HostFacts
+from core.remote import parse_facts
 from core.ssh import CommandError, HostError
 
 PASS, WARN, FAIL = CheckStatus.PASS, CheckStatus.WARN, CheckStatus.FAIL
@@ -38,15 +40,6 @@ def _version_tuple(v: str) -> tuple[int, ...]:
             break
         out.append(int(part))
     return tuple(out)
-
-
-def parse_facts(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        k, sep, v = line.partition("=")
-        if sep:
-            out[k.strip()] = v.strip()
-    return out
 
 
 LAZY_TRIAL_SCRIPT = r"""
@@ -553,8 +546,6 @@ async def container_checks(
                 f"`ferryman ps` lists what runs on {source}",
             )
         ]
-    from core.inventory import why_not_migratable
-
     why = why_not_migratable(ins)
     out.append(
         CheckResult(

@@ -35,6 +35,16 @@ def all_of(*argvs: Argv) -> str:
     return " && ".join(quote(a) for a in argvs)
 
 
+def parse_facts(text: str) -> dict[str, str]:
+    """The `key=value` lines a facts command prints (other lines are skipped)."""
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
 def path_export() -> str:
     """Sets PATH for a remote command: a host may put its own tools first through
     FERRYMAN_PATH_PREFIX (sshd's SetEnv/AcceptEnv); then the usual places, /usr/local first."""

@@ -6,14 +6,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
 
 from core.models import HostState
 
-if TYPE_CHECKING:
-    from tui.app import FerrymanApp
+
+class PaletteApp(Protocol):
+    """What the palette needs of the app (tui/app.py's FerrymanApp has it)."""
+
+    def hosts_screen(self) -> Screen | None: ...
+    def migrate_to(self, host: str, container_id: str, target: str) -> None: ...
+    def check_host(self, host: str) -> None: ...
+    def action_history(self) -> None: ...
+    def action_show_hosts(self) -> None: ...
+    def action_last_doctor(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -23,7 +32,7 @@ class Command:
     run: Callable[[], object]
 
 
-def commands(app: FerrymanApp) -> list[Command]:
+def commands(app: PaletteApp) -> list[Command]:
     """What the palette offers now, from what the hosts screen last listed."""
     from tui.screens.migrate_dialog import why_not_target
 
@@ -71,12 +80,12 @@ def commands(app: FerrymanApp) -> list[Command]:
 
 class FerrymanCommands(Provider):
     async def discover(self) -> Hits:
-        for cmd in commands(cast("FerrymanApp", self.app)):
+        for cmd in commands(cast("PaletteApp", self.app)):
             yield DiscoveryHit(cmd.text, cmd.run, help=cmd.help)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for cmd in commands(cast("FerrymanApp", self.app)):
+        for cmd in commands(cast("PaletteApp", self.app)):
             score = matcher.match(cmd.text)
             if score > 0:
                 yield Hit(score, matcher.highlight(cmd.text), cmd.run, text=cmd.text, help=cmd.help)
