@@ -245,10 +245,12 @@ def bounded(command: str, limit_s: float) -> str:
     is put back), SIGKILL `kill_after_s` later, and exits with `TIMED_OUT`; the console
     waits `limit_grace_s` longer for that status. Processes that left the group on
     purpose (`setsid`, CRIU's `--daemon`) are not touched. The login shell runs the
-    command, as it would unbounded."""
+    command, as it would unbounded, with the environment the first one set up; without
+    SSH_CLIENT, so that bash does not read ~/.bashrc a second time (it does when it
+    thinks sshd started it: 100+ ms a command on a host whose rc file is slow)."""
     secs = max(1, round(limit_s))
     return (
-        f"exec timeout -k {kill_after_s(limit_s)} {secs} "
+        f"exec env -u SSH_CLIENT -u SSH2_CLIENT timeout -k {kill_after_s(limit_s)} {secs} "
         f'"${{SHELL:-/bin/sh}}" -c {shlex.quote(command)}'
     )
 
@@ -292,27 +294,3 @@ def wait_for_file(path: str, within_s: float) -> list[str]:
         path,
         str(tries),
     ]
-
-
-# Exit 0 when the TCP connection from 127.0.0.1:$1 to local port $2 is held by a root
-# process of this host (not of a container: the same PID namespace as this shell) whose
-# command line names $3. The owner is found by its socket's inode among /proc's fds.
-_PEER_HOST_ROOT = r"""
-ino=$(awk -v a="$(printf '%04X' "$1")" -v b="$(printf '%04X' "$2")" '
-  FNR > 1 { split($2, l, ":"); split($3, r, ":"); if (l[2] == a && r[2] == b) print $10 }
-' /proc/net/tcp /proc/net/tcp6 2>/dev/null | head -n 1)
-[ -n "$ino" ] || exit 4
-fd=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\[$ino\]" 2>/dev/null | head -n 1)
-pid=${fd#/proc/}; pid=${pid%%/*}
-[ -n "$pid" ] || exit 5
-[ "$(stat -c %u "/proc/$pid")" = 0 ] || exit 6
-[ "$(readlink "/proc/$pid/ns/pid")" = "$(readlink /proc/self/ns/pid)" ] || exit 7
-tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$3" || exit 8
-"""
-
-
-def peer_is_host_root(peer_port: int, local_port: int, named: str) -> list[str]:
-    """Whether a loopback connection to a listener of ours comes from a root process of
-    the host itself whose command line names `named` (CRIU started by runc), and not
-    from a local user or a container sharing the host's network."""
-    return ["sh", "-c", _PEER_HOST_ROOT, "peer_is_host_root", str(peer_port), str(local_port), named]

@@ -9,11 +9,13 @@ dump thus writes its pages straight into the target's image folder: the freeze d
 wait for a separate copy. The bytes are encrypted by the two SSH connections, and no
 port is open to the network.
 
-Any local process can reach the source's loopback listener, though: it relays one
-connection only, and only when a root process of the host itself (not a container's)
-whose command line names CRIU holds it (`remote.peer_is_host_root`); others are turned
-away before a byte is relayed. CRIU connects before it freezes the container, so the
-check is not part of the freeze.
+Any local process can reach the source's loopback listener, though. It relays the first
+connection only (CRIU's dump connects once); later ones are turned away. A local process
+that connects first gets nothing from the source (the memory flows to the page server),
+but the dump then cannot reach the page server and fails: the move rolls back. Checking
+who connects (its socket's owner, by /proc) was tried and left out: CRIU waits for the page
+server's first answer while the container is frozen, so the check's SSH round trip
+(~400 ms here) landed in the freeze.
 """
 
 from __future__ import annotations
@@ -127,26 +129,10 @@ class PageStream:
         else:
             raise last or RuntimeError("page server did not start")
 
-    async def _from_criu(self, peer_port: int) -> bool:
-        r = await self.src.run(
-            remote.quote(remote.peer_is_host_root(peer_port, self.source_port, "criu")),
-            check=False,
-            timeout=10,
-        )
-        return r.ok
-
     def _handler_factory(self, _host: str, peer_port: int):  # noqa: ANN202 - asyncssh's callback shape
         async def handle(reader: asyncssh.SSHReader, writer: asyncssh.SSHWriter) -> None:
             if self._taken:
-                writer.close()
-                return
-            try:
-                ours = await self._from_criu(peer_port)
-            except (CommandError, HostError):
-                ours = False
-            if not ours or self._taken:
-                if not ours:
-                    self.refused.append(f"127.0.0.1:{peer_port}")
+                self.refused.append(f"127.0.0.1:{peer_port}")
                 writer.close()
                 return
             self._taken = True
