@@ -35,27 +35,7 @@ from core.ssh import CommandError, HostConnection, HostError
 CHUNK = 1 << 20
 
 
-def bridged_page_server_cmd(images_dir: str, work_dir: str) -> list[str]:
-    """The page server on a socket it is handed (core/engine/socket_bridge.py)."""
-    return socket_bridge.bridge_command(
-        f"{work_dir}/page-server.pid",
-        [
-            "criu",
-            "page-server",
-            "--images-dir",
-            images_dir,
-            "--work-dir",
-            work_dir,
-            "--ps-socket",
-            socket_bridge.FD_WORD,
-            "-o",
-            "page-server.log",
-            "-v4",
-        ],
-    )
-
-
-def page_server_cmd(images_dir: str, work_dir: str, port: int) -> list[str]:
+def _page_server(images_dir: str, work_dir: str, *how: str) -> list[str]:
     return [
         "criu",
         "page-server",
@@ -63,13 +43,25 @@ def page_server_cmd(images_dir: str, work_dir: str, port: int) -> list[str]:
         images_dir,
         "--work-dir",
         work_dir,
-        "--address",
-        "127.0.0.1",
-        "--port",
-        str(port),
+        *how,
         "-o",
         "page-server.log",
         "-v4",
+    ]
+
+
+def bridged_page_server_cmd(images_dir: str, work_dir: str) -> list[str]:
+    """The page server on a socket it is handed (core/engine/socket_bridge.py)."""
+    return socket_bridge.bridge_command(
+        f"{work_dir}/page-server.pid",
+        _page_server(images_dir, work_dir, "--ps-socket", socket_bridge.FD_WORD),
+    )
+
+
+def page_server_cmd(images_dir: str, work_dir: str, port: int) -> list[str]:
+    """The page server listening on the target's loopback (no python3 there)."""
+    return [
+        *_page_server(images_dir, work_dir, "--address", "127.0.0.1", "--port", str(port)),
         "--daemon",
         "--pidfile",
         f"{work_dir}/page-server.pid",
