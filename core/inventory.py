@@ -10,6 +10,7 @@ from typing import Any
 import docker.errors
 
 from core import remote, versions
+from core.container_settings import COMPOSE_PROJECT
 from core.dockerapi import EngineError
 from core.fleet import Fleet, Host
 from core.models import ContainerInfo, HostFacts, HostState, HostStatus
@@ -88,11 +89,13 @@ def _list(client: docker.DockerClient, host: str) -> list[tuple[ContainerInfo, i
                     started_at=_epoch(ins["State"].get("StartedAt")) if running else None,
                     migratable=not why,
                     why_not=why,
+                    project=(ins["Config"].get("Labels") or {}).get(COMPOSE_PROJECT, ""),
                 ),
                 int(ins["State"].get("Pid") or 0),
             )
         )
-    out.sort(key=lambda c: c[0].name)
+    # a Compose project's containers together, after the containers of none
+    out.sort(key=lambda c: (c[0].project, c[0].name))
     return out
 
 

@@ -55,6 +55,7 @@ class ContainerInfo:
     memory_bytes: int | None = None
     migratable: bool = True
     why_not: str = ""  # the reason it cannot move, when migratable is False
+    project: str = ""  # its Docker Compose project (label com.docker.compose.project)
 
     @property
     def short_id(self) -> str:

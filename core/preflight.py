@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import remote, versions
+from core.container_settings import settings_lines
 from core.dockerapi import EngineError
 from core.engine import restore, restore_runtime
 from core.fleet import Fleet, Host
@@ -167,6 +168,9 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
         runc_line=f.get("runc_version", ""),
     )
     experimental = bool(info.get("ExperimentalBuild"))
+    mode = engine_mode_check(name, info) if info else None
+    if mode is not None:
+        add(mode)
     if info:
         add(
             CheckResult(
@@ -306,6 +310,37 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
         restore_fix=fix,
     )
     return rep
+
+
+def engine_mode_check(name: str, info: dict[str, Any]) -> CheckResult | None:
+    """A dockerd that remaps user namespaces (userns-remap) or runs rootless: refused.
+    Its containers' root is another uid on each host (the subordinate range of
+    /etc/subuid), so the writable layer's and the volumes' file owners are shifted per
+    host, and ferryman has not moved a container from or to such an engine."""
+    opts = [str(o) for o in info.get("SecurityOptions") or []]
+    for mode, what, fix in (
+        (
+            "userns",
+            "remaps user namespaces (userns-remap)",
+            "remove `userns-remap` from its /etc/docker/daemon.json and restart dockerd, "
+            "or move containers between hosts without it",
+        ),
+        (
+            "rootless",
+            "is rootless",
+            "move containers between hosts whose dockerd runs as root",
+        ),
+    ):
+        if any(o == f"name={mode}" or o.startswith(f"name={mode},") for o in opts):
+            return CheckResult(
+                name,
+                "engine-mode",
+                FAIL,
+                f"dockerd on {name} {what}: a container's files belong to other uids on "
+                "each host, and ferryman does not move containers from or to such an engine",
+                fix,
+            )
+    return None
 
 
 def runc_check(name: str, on_path: str, engines: str) -> CheckResult:
@@ -594,6 +629,7 @@ async def container_checks(
         )
     if not why:
         out += await _process_checks(src, source, ins)
+        out += settings_lines(ins, source, target)
     out += await _port_checks(dst, target, ins)
     nets = [
         n

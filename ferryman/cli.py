@@ -83,6 +83,13 @@ def _main(argv: list[str] | None = None) -> None:
     ps.add_argument("--json", action="store_true")
     ck = sub.add_parser("check", help="preflight checks of hosts", parents=[hosts_opt])
     ck.add_argument("host", nargs="*")
+    ck.add_argument(
+        "--container",
+        help="also what moving this container needs and gets (with --to): its settings, "
+        "as the move's preflight checks them",
+    )
+    ck.add_argument("--to", dest="target", help="the target host, with --container")
+    ck.add_argument("--from", dest="source", help="the container's host (default: found)")
     ck.add_argument("--json", action="store_true")
     mg = sub.add_parser("migrate", help="move a container (no console)", parents=[hosts_opt])
     mg.add_argument("container", help="a container, or a pod (of a cluster the hosts file names)")
@@ -128,8 +135,15 @@ def _main(argv: list[str] | None = None) -> None:
     hi.add_argument("--host", metavar="HOST", help="only migrations from or to this host")
     hi.add_argument(
         "--result",
-        choices=["succeeded", "failed", "rolled back", "in doubt", "incomplete", "running",
-                 "recovered"],
+        choices=[
+            "succeeded",
+            "failed",
+            "rolled back",
+            "in doubt",
+            "incomplete",
+            "running",
+            "recovered",
+        ],
         help="only migrations that ended so",
     )
     rc = sub.add_parser(

@@ -19,7 +19,7 @@ from core.config import ConfigError, Inventory
 from core.inventory import listing
 from core.live import LiveBackend
 from core.models import MigrationRequest
-from core.preflight import pair_checks, run_checks
+from core.preflight import container_checks, pair_checks, run_checks
 from ferryman.hostsfile import die as _die
 from ferryman.hostsfile import load_inventory
 
@@ -125,12 +125,17 @@ async def ps(inv: Inventory, args: argparse.Namespace) -> None:
             + (f", {engine}" if engine else "")
             + (f" — {h.reason}" if h.reason else "")
         )
-        for c in cs:
+        project = ""
+        for c in cs:  # a Compose project's containers come together (inventory's order)
+            if c.project != project:
+                project = c.project
+                print(f"  compose project {project}:")
             up = humanize.naturaldelta(now - c.started_at) if c.started_at else "-"
             mem = humanize.naturalsize(c.memory_bytes, binary=True) if c.memory_bytes else "-"
             mark = "movable" if c.migratable else f"NOT movable: {c.why_not}"
             print(
-                f"  {c.name:20} {c.short_id}  {c.image:28} {c.state:8} up {up:12} {mem:>10}  {mark}"
+                ("    " if project else "  ")
+                + f"{c.name:20} {c.short_id}  {c.image:28} {c.state:8} up {up:12} {mem:>10}  {mark}"
             )
     by_node: dict[tuple[str, str], list] = {}
     for p in pods:
@@ -139,7 +144,9 @@ async def ps(inv: Inventory, args: argparse.Namespace) -> None:
         print(f"pods on {node or '(not scheduled)'} (cluster {cl}):")
         for p in ps_:
             mark = "movable" if not p.why_not else f"NOT movable: {p.why_not}"
-            print(f"  {p.namespace + '/' + p.name:34} {p.phase:9} {p.containers} container(s)  {mark}")
+            print(
+                f"  {p.namespace + '/' + p.name:34} {p.phase:9} {p.containers} container(s)  {mark}"
+            )
 
 
 async def _pods(inv: Inventory) -> list:
@@ -156,20 +163,43 @@ async def _pods(inv: Inventory) -> list:
 
 
 async def check(inv: Inventory, args: argparse.Namespace) -> None:
-    names = args.host or [h.name for h in inv.hosts]
+    """Hosts' checks; with --container C --to T, the pair's and C's, as `migrate` runs them."""
+    container = getattr(args, "container", None)
+    if container and not getattr(args, "target", None):
+        _die(f"check --container {container}: say the target host with --to HOST")
+    if getattr(args, "target", None) and not container:
+        _die("check --to: say which container with --container NAME")
+    if container and not CONTAINER_NAME.match(container):
+        _die(f"{container[:80]!r} is not a valid container name or id; `ferryman ps` lists them")
     be = LiveBackend(inv)
     try:
+        source = ""
+        if container:
+            source = args.source or await _find(be, container)
+            if source == args.target:
+                _die(f"{container} is already on {source}: pick another target with --to")
+            names = [source, args.target]
+        else:
+            names = args.host or [h.name for h in inv.hosts]
         for n in names:
             be.fleet[n]
         # `check` is asked for: it also tries a lazy transfer on each host (post-copy)
         reps = await run_checks(be.fleet, names, lazy_trial_run=True)
+        checks = [c for r in reps for c in r.checks]
+        for a, b in zip(reps, reps[1:], strict=False):
+            checks += pair_checks(a, b)
+        if container and all(r.reachable for r in reps):
+            checks += await container_checks(be.fleet, container, source, args.target)
     except ConfigError as e:
         _die(str(e))
     finally:
         await be.close()
-    checks = [c for r in reps for c in r.checks]
-    for a, b in zip(reps, reps[1:], strict=False):
-        checks += pair_checks(a, b)
+    # what `migrate` refuses on (no soft-dirty or userfaultfd only rules strategies out)
+    refusing = [
+        c
+        for c in checks
+        if c.status.value == "fail" and c.name not in ("soft-dirty", "userfaultfd")
+    ]
     if args.json:
         print(
             json.dumps(
@@ -180,12 +210,23 @@ async def check(inv: Inventory, args: argparse.Namespace) -> None:
                 indent=1,
             )
         )
-        return
-    for c in checks:
-        print(
-            f"{c.status.value.upper():4}  {c.host:12} {c.name:14} {c.reason}"
-            + (f"\n{'':33}fix: {c.fix}" if c.fix else "")
-        )
+    else:
+        for c in checks:
+            print(
+                f"{c.status.value.upper():4}  {c.host:12} {c.name:14} {c.reason}"
+                + (f"\n{'':33}fix: {c.fix}" if c.fix else "")
+            )
+        if container:
+            print(
+                f"{container} {source} → {args.target}: "
+                + (
+                    f"the move would be refused ({len(refusing)} failed check(s))"
+                    if refusing
+                    else "nothing refuses the move"
+                )
+            )
+    if container and refusing:
+        raise SystemExit(1)
 
 
 CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -408,7 +449,9 @@ async def _recover_pods(inv: Inventory, args: argparse.Namespace) -> bool | None
         try:
             where = await pm.recover_pod(inv, entry, lambda t: print(f"    {t}"))
         except Exception as e:  # noqa: BLE001
-            print(f"  failed: {e}; the journal entry stays open, run recover again", file=sys.stderr)
+            print(
+                f"  failed: {e}; the journal entry stays open, run recover again", file=sys.stderr
+            )
             failed = True
             continue
         print(f"  done: {entry.container} runs on {where}")
@@ -416,8 +459,17 @@ async def _recover_pods(inv: Inventory, args: argparse.Namespace) -> bool | None
 
 
 HISTORY_COLUMNS = (
-    "STARTED (UTC)", "ID", "CONTAINER", "FROM → TO", "STRATEGY", "RESULT", "FREEZE", "MOVED",
-    "TOOK", "RUNS ON", "CAUSE",
+    "STARTED (UTC)",
+    "ID",
+    "CONTAINER",
+    "FROM → TO",
+    "STRATEGY",
+    "RESULT",
+    "FREEZE",
+    "MOVED",
+    "TOOK",
+    "RUNS ON",
+    "CAUSE",
 )
 
 
@@ -434,8 +486,8 @@ def history_rows(entries: list[journal.JournalEntry]) -> list[tuple[str, ...]]:
         freeze = f"{e.freeze['total_s'] * 1000:.0f} ms" if e.freeze.get("total_s") else "-"
         moved = o.bytes or e.bytes_moved
         size = humanize.naturalsize(moved, binary=True, format="%.1f") if moved else "-"
-        seconds = o.seconds if o.seconds is not None else (
-            e.finished - e.started if e.finished else None
+        seconds = (
+            o.seconds if o.seconds is not None else (e.finished - e.started if e.finished else None)
         )
         took = f"{seconds:.2f} s" if seconds is not None else "-"
         if e.result == "recovered" or not (o.failed or o.succeeded or o.rolled_back):
@@ -448,8 +500,17 @@ def history_rows(entries: list[journal.JournalEntry]) -> list[tuple[str, ...]]:
             cause = said[0] if said else e.cause
         rows.append(
             (
-                when, e.migration_id, e.container, f"{e.source} → {e.target}", e.strategy,
-                e.result, freeze, size, took, where, cause,
+                when,
+                e.migration_id,
+                e.container,
+                f"{e.source} → {e.target}",
+                e.strategy,
+                e.result,
+                freeze,
+                size,
+                took,
+                where,
+                cause,
             )
         )
     return rows

@@ -9,10 +9,10 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from core import events as ev
 from core import remote
+from core.container_settings import health_wait_s
 from core.dockerapi import EngineError
 from core.engine import (
     heartbeat,
@@ -167,17 +167,3 @@ async def cleanup_images(m: Run) -> None:
     for h, d in ((m.src, c.src_dir), (m.dst, c.dst_dir)):
         if d:
             await m.ops.rm(h, d)
-
-
-def health_wait_s(inspect: dict[str, Any]) -> float:
-    """How long verify waits for a health check's first verdict: its start period plus
-    interval × retries (Docker's defaults: 0 s, 30 s, 3), and a margin; 30 s without one."""
-    hc = (inspect.get("Config") or {}).get("Healthcheck") or {}
-    if not hc or hc.get("Test") in (None, [], ["NONE"]):
-        return 30.0
-    ns = 1e-9
-    start = (hc.get("StartPeriod") or 0) * ns
-    interval = (hc.get("Interval") or 30 * 10**9) * ns
-    retries = hc.get("Retries") or 3
-    timeout = (hc.get("Timeout") or 30 * 10**9) * ns
-    return start + (interval + timeout) * retries + 10.0

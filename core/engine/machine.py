@@ -31,6 +31,7 @@ import traceback
 from collections.abc import AsyncIterator, Callable
 
 from core import events as ev
+from core.container_settings import health_wait_s
 from core.dockerapi import EngineError
 from core.engine import (
     finish,
@@ -45,7 +46,6 @@ from core.engine import (
 from core.engine.context import Ctx
 from core.engine.errors import Aborted, MigrationError
 from core.engine.facts import Facts
-from core.engine.finish import health_wait_s
 from core.engine.host_ops import HostOps, MigrationLock, is_running
 from core.engine.states import FINAL, State, transition
 from core.engine.strategy import Strategy

@@ -490,3 +490,41 @@ async def test_help_over_a_screen_over_help():
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, HostsScreen)
+
+
+async def test_a_compose_projects_containers_are_listed_together_under_its_name():
+    """Containers of a Compose project (their com.docker.compose.project label) come
+    together on their host, with a "project" column, and the filter finds them by it."""
+    from core.models import ContainerInfo
+
+    class WithCompose:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        async def containers(self, host):
+            plain = await self.inner.containers(host)
+            if host != "host1":
+                return plain
+            shop = [
+                ContainerInfo(host, f"shop{i}" + "0" * 59, f"shop-{s}-1", "nginx", "running",
+                              project="shop")
+                for i, s in enumerate(("db", "web"))
+            ]  # fmt: skip
+            return [*plain, *shop]  # as the inventory sorts them: project after none
+
+    app = make_app(WithCompose(replay(PRECOPY)))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await hosts_ready(pilot, containers=7)
+        table = screen.query_one("#containers", DataTable)
+        labels = [str(c.label) for c in table.ordered_columns]
+        assert labels[:3] == ["host", "project", "name"], labels
+        rows = [[str(x) for x in table.get_row_at(i)] for i in range(table.row_count)]
+        shop = [i for i, r in enumerate(rows) if r[1] == "shop"]
+        assert [rows[i][2] for i in shop] == ["shop-db-1", "shop-web-1"]
+        assert shop == list(range(shop[0], shop[0] + 2)) and rows[shop[0]][0] == "host1"
+        assert {r[1] for i, r in enumerate(rows) if i not in shop} == {"—"}
+        await pilot.press("/", *"shop")
+        await wait_until(pilot, lambda: table.row_count == 2, what="the filter on the project")

@@ -124,6 +124,11 @@ def test_auto_remove_is_refused_before_anything_changes(lab_hosts):
         assert failed["kind"] == "failed" and failed["phase"] == "preflight"
         assert "--rm" in failed["cause"] and NAME in failed["cause"]
         assert running(h1, NAME) and not exists(h2, NAME)
+        # `check` says the same before any move, and exits 1
+        c = ferryman("check", "--container", NAME, "--to", "host2")
+        assert c.returncode == 1, c.stdout + c.stderr
+        assert f"FAIL  host1        container      {NAME}: started with --rm" in c.stdout
+        assert c.stdout.rstrip().endswith("the move would be refused (1 failed check(s))")
     finally:
         _cleanup(lab_hosts)
 
@@ -237,3 +242,47 @@ def test_a_user_network_with_an_alias_and_a_static_address_moves(lab_hosts):
         _cleanup(lab_hosts)
         for h in lab_hosts:
             docker(h, "network", "rm", "settingsnet", check=False)
+
+
+def test_check_says_what_each_setting_gets_and_verify_waits_for_the_health_check(lab_hosts):
+    """A Compose service's container with a restart policy and a health check: `ferryman
+    check --container` names what happens to each setting; the move waits for the twin's
+    first health verdict (the first probe comes 2 s after the restore: a verify that did not
+    wait would end while the twin is still "starting"), and the labels come along."""
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    try:
+        _start(h1, "--restart", "unless-stopped", "--label", "com.docker.compose.project=shop",
+               "--label", "com.docker.compose.service=probe", "--health-cmd", "test -d /proc/1",
+               "--health-interval", "2s", "--health-timeout", "2s", "--health-retries", "2")
+        deadline = time.time() + 20
+        while time.time() < deadline and docker(
+            h1, "inspect", "-f", "{{.State.Health.Status}}", NAME
+        ) != "healthy":
+            time.sleep(0.3)
+        c = ferryman("check", "--container", NAME, "--to", "host2")
+        assert c.returncode == 0, c.stdout + c.stderr
+        lines = {ln.split()[2]: ln for ln in c.stdout.splitlines() if ln.startswith("PASS  host1 ")}
+        assert "restart policy unless-stopped: suspended on host1" in lines["restart"]
+        assert "verify waits up to 18 s for the twin's first verdict" in lines["health"]
+        assert "Compose project shop: its labels are kept" in lines["compose"]
+        assert c.stdout.rstrip().endswith(f"{NAME} host1 → host2: nothing refuses the move")
+        before = heartbeats(h1, NAME)[-1][0]
+        t0 = time.time()
+        p = _move(NAME)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+        evs = events(p.stdout)
+        assert any(e["kind"] == "log" and f"{NAME} runs on host2 (healthy)" in e["text"]
+                   for e in evs), [e.get("text") for e in evs if e["kind"] == "log"][-10:]
+        assert docker(h2, "inspect", "-f", "{{.State.Health.Status}}", NAME) == "healthy"
+        assert _starts_since(h1, NAME, t0) == 0 and not exists(h1, NAME)
+        assert _counter_continues(h2, NAME, before)
+        labels = docker(h2, "inspect", "-f",
+                        '{{index .Config.Labels "com.docker.compose.project"}} '
+                        '{{index .Config.Labels "com.docker.compose.service"}}', NAME)
+        assert labels == "shop probe"
+        assert docker(h2, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", NAME) == (
+            "unless-stopped"
+        )
+    finally:
+        _cleanup(lab_hosts)

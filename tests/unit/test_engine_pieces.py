@@ -235,3 +235,44 @@ def test_facts_round_trip_through_the_journal_record():
     assert Facts.from_record(rec) == f
     # A record from before dump_fired was kept: a finished dump implies it.
     assert Facts.from_record({"kind": "ctx", "dump_done": True}).dump_fired
+
+
+def test_an_engine_that_remaps_user_namespaces_or_runs_rootless_is_refused_by_name():
+    from core.preflight import engine_mode_check
+
+    plain = {"SecurityOptions": ["name=apparmor", "name=seccomp,profile=builtin"]}
+    assert engine_mode_check("host1", plain) is None
+    assert engine_mode_check("host1", {}) is None
+    remap = engine_mode_check("host2", {"SecurityOptions": ["name=seccomp", "name=userns"]})
+    assert remap is not None and remap.status.value == "fail" and remap.host == "host2"
+    assert "dockerd on host2 remaps user namespaces (userns-remap)" in remap.reason
+    assert "userns-remap" in remap.fix and "daemon.json" in remap.fix
+    rootless = engine_mode_check("host3", {"SecurityOptions": ["name=rootless", "name=cgroupns"]})
+    assert rootless is not None and "is rootless" in rootless.reason
+
+
+def test_settings_lines_say_what_each_setting_gets():
+    from core.container_settings import settings_lines
+
+    ins = {
+        "Name": "/web",
+        "HostConfig": {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+                       "Binds": ["data:/data"]},
+        "Config": {"Labels": {"com.docker.compose.project": "shop"},
+                   "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5 * 10**9,
+                                   "Timeout": 10**9, "Retries": 2}},
+        "Mounts": [{"Type": "volume", "Name": "data", "Destination": "/data"},
+                   {"Type": "volume", "Name": "abc123", "Destination": "/cache"},
+                   {"Type": "bind", "Source": "/etc/x", "Destination": "/x"}],
+    }  # fmt: skip
+    got = settings_lines(ins, "h1", "h2")
+    assert [(c.host, c.name, c.status.value) for c in got] == [
+        ("h1", n, "pass") for n in ("restart", "health", "volumes", "volumes", "compose")
+    ]
+    text = "\n".join(c.reason for c in got)
+    assert "web: restart policy on-failure:3: suspended on h1" in text
+    assert "verify waits up to 22 s" in text
+    assert "web: volume data: created on h2" in text
+    assert "web: anonymous volume abc123:" in text
+    assert "Compose project shop" in text
+    assert settings_lines({"Name": "/plain", "HostConfig": {}, "Config": {}}, "h1", "h2") == []

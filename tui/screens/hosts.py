@@ -105,13 +105,23 @@ class HostsScreen(ReportsWorkerErrors, Screen):
     def on_mount(self) -> None:
         self.query_one("#hosts-panel").border_title = "hosts"
         table = self.query_one("#containers", DataTable)
-        for col in ("host", "name", "image", "state", "uptime", "memory", "migratable"):
-            table.add_column(col, key=col)
+        self._set_columns(table, project=False)
         table.focus()
         self.action_refresh()
         interval = getattr(self.app, "refresh_s", 0)
         if interval:
             self.set_interval(interval, self.action_refresh, name="hosts-refresh")
+
+    _project_column = False
+
+    def _set_columns(self, table: DataTable, *, project: bool) -> None:
+        """The table's columns; "project" (a Compose project's name) only while a listed
+        container belongs to one."""
+        table.clear(columns=True)
+        cols = ["host", *(["project"] if project else []), "name", "image", "state"]
+        for col in (*cols, "uptime", "memory", "migratable"):
+            table.add_column(col, key=col)
+        self._project_column = project
 
     # --- data -----------------------------------------------------------------------------
 
@@ -196,7 +206,7 @@ class HostsScreen(ReportsWorkerErrors, Screen):
         out = []
         for host in self.hosts:
             for c in [*self.containers.get(host, []), *self.pods.get(host, [])]:
-                hay = f"{c.host} {c.name} {c.image} {c.state}".lower()
+                hay = f"{c.host} {c.project} {c.name} {c.image} {c.state}".lower()
                 if not needle or all(w in hay for w in needle.split()):
                     out.append(c)
         return out
@@ -232,8 +242,11 @@ class HostsScreen(ReportsWorkerErrors, Screen):
         selected_row = table.cursor_row
         clock = self.app.clock  # type: ignore[attr-defined]
         now = clock()
+        rows = self.visible_containers()
+        if any(c.project for c in rows) != self._project_column:
+            self._set_columns(table, project=not self._project_column)
         table.clear()
-        for c in self.visible_containers():
+        for c in rows:
             host = self.hosts.get(c.host)
             # A pod's node answers through the API server, not the host's engine.
             host_up = is_pod(c) or (host is not None and host.state == HostState.UP)
@@ -247,8 +260,10 @@ class HostsScreen(ReportsWorkerErrors, Screen):
             else:
                 mark = inert_text(f"✗ {c.why_not or 'not migratable'}", "yellow")
             state_style = "green" if c.state == "running" else "dim"
+            project = [inert_text(c.project or "—", "" if c.project else "dim")]
             table.add_row(
                 Text(c.host, style="cyan" if host_up else "red"),
+                *(project if self._project_column else []),
                 inert_text(c.name, "bold" if host_up else "dim"),
                 inert_text(c.image),
                 Text(c.state if host_up else f"{c.state}?", style=state_style),
