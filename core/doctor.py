@@ -154,6 +154,8 @@ _SUMMARY = [
         r"Error parsing proc status file",
         r"Can't dump page with parasite",
         r"Collect mappings \(pid: \d+\) failed",
+        # the cgroup daemon's socket, closed when the restore fails: a consequence
+        r"cgroupd: recv req error",
     )
 ]
 
@@ -668,6 +670,44 @@ def _ghost_retry(hit: _Hit, ctx: _Ctx) -> str:
     return f"--ghost-limit={mib}M"
 
 
+# -- a mapped file changed ----------------------------------------------------------------
+
+_INIT = "/sbin/docker-init"
+
+
+def _file_changed_cause(hit: _Hit, ctx: _Ctx) -> str:
+    path = _abs(_g(hit, "path"))
+    sizes = (
+        f" ({_g(hit, 'got')} bytes on the target, {_g(hit, 'want')} when it was checkpointed)"
+        if _g(hit, "got")
+        else ""
+    )
+    out = (
+        f"A process of the container runs or maps {path}, and the file at that path on the "
+        f"target is not the same{sizes}. CRIU puts a file mapping back only onto the file "
+        "that was mapped."
+    )
+    if path == _INIT:
+        out += (
+            " That is Docker's --init binary (docker-init), which each engine bind-mounts "
+            "from its own installation: the two hosts' engines ship different builds."
+        )
+    return out
+
+
+def _file_changed_fix(hit: _Hit, ctx: _Ctx) -> str:
+    if _abs(_g(hit, "path")) == _INIT:
+        return (
+            "Give both engines the same docker-init (the same package, or daemon.json's "
+            "init-path naming one copy of the file on both hosts), or move to a host whose "
+            "engine has the same one; a container run without --init does not need it."
+        )
+    return (
+        "Run the same image (same digest) on both hosts, with the same volumes and bind "
+        "mount contents: the file must be byte for byte the one the process mapped."
+    )
+
+
 # -- no userfaultfd -----------------------------------------------------------------------------
 
 _NO_UFFD_FIX = (
@@ -704,6 +744,16 @@ _PATTERNS: tuple[_Pattern, ...] = (
             "Restore with CRIU's older mount engine: the CRIU option mntns-compat-mode "
             "(ferryman sets it for containers started with --init)."
         ),
+    ),
+    _Pattern(
+        id="file-changed",
+        rank=8,
+        triggers=_rx(
+            r"File (?P<path>\S+) has bad (?:size (?P<got>\d+) \(expect (?P<want>\d+)\)|mode)"
+        ),
+        title="A file a process runs or maps is another file on the target",
+        cause=_file_changed_cause,
+        fix=_file_changed_fix,
     ),
     _Pattern(
         id="missing-file",
@@ -902,7 +952,12 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _Pattern(
         id="cgroup",
         rank=20,
-        triggers=_rx(r"^cg: .*", r"^cgroupd: .*", r"Restoring special cpuset props failed"),
+        triggers=_rx(
+            # not the cgroup daemon's closed socket, a consequence of any failed restore
+            r"^cg: (?!cgroupd: recv req error).*",
+            r"^cgroupd: (?!recv req error).*",
+            r"Restoring special cpuset props failed",
+        ),
         title="The container's cgroups could not be recreated on the target",
         cause=_cgroup_cause,
         fix=_CGROUP_FIX,

@@ -630,6 +630,8 @@ async def container_checks(
     if not why:
         out += await _process_checks(src, source, ins)
         out += settings_lines(ins, source, target)
+        if (ins.get("HostConfig") or {}).get("Init"):
+            out.append(await _init_check(src, dst, ins))
     out += await _port_checks(dst, target, ins)
     nets = [
         n
@@ -697,6 +699,53 @@ async def _process_checks(src: Host, source: str, ins: dict[str, Any]) -> list[C
             )
         ]
     return [CheckResult(source, "processes", PASS, f"{name}: {len(procs)} process(es), one tree")]
+
+
+async def _init_check(src: Host, dst: Host, ins: dict[str, Any]) -> CheckResult:
+    """`--init`: the container's first process runs docker-init, which each engine
+    bind-mounts from its own installation. CRIU restores it only onto the same file
+    (`File sbin/docker-init has bad size`): engines of other versions or packages ship
+    other builds."""
+    name = ins["Name"].lstrip("/")
+    pid = int((ins.get("State") or {}).get("Pid") or 0)
+    try:
+        info = await dst.engine.info()
+        have = (await src.ssh.run(remote.quote(remote.exe_digest(pid)), check=False)).stdout
+        there = await dst.ssh.run(
+            remote.quote(
+                remote.engine_init_digest(dst.spec.docker_socket, str(info.get("InitBinary") or ""))
+            ),
+            check=False,
+        )
+    except (EngineError, HostError) as e:
+        return CheckResult(dst.name, "init", WARN, f"{name}: docker-init not compared ({e})")
+    have = have.strip()
+    digest, _, path = there.stdout.strip().partition(" ")
+    if not have or there.status != 0 or not digest:
+        why = {3: "its dockerd was not found by its socket", 4: "no docker-init was found"}
+        return CheckResult(
+            dst.name,
+            "init",
+            WARN,
+            f"{name} runs with --init: the docker-init the engine on {dst.name} would mount "
+            f"was not compared with the one on {src.name} "
+            f"({why.get(there.status or 0, 'not readable')}); if they differ the restore "
+            "fails and the move rolls back",
+        )
+    if digest != have:
+        return CheckResult(
+            dst.name,
+            "init",
+            FAIL,
+            f"{name} runs with --init, and the docker-init of the engine on {dst.name} "
+            f"({path}) is another build than the one it runs on {src.name}: CRIU can put "
+            "the process back only onto the same file",
+            f"give both engines the same docker-init (daemon.json's init-path), move to a "
+            f"host whose engine has the same one, or run {name} without --init",
+        )
+    return CheckResult(
+        dst.name, "init", PASS, f"{name}: the engine on {dst.name} mounts the same docker-init"
+    )
 
 
 async def _port_checks(dst: Host, target: str, ins: dict[str, Any]) -> list[CheckResult]:

@@ -187,6 +187,42 @@ def file_digest(path: str) -> list[str]:
     return ["bash", "-c", 'sha256sum -- "$1" 2>/dev/null | cut -d" " -f1', "file_digest", path]
 
 
+def exe_digest(pid: int) -> list[str]:
+    """Print the SHA-256 of the executable process `pid` runs (nothing when it is gone)."""
+    return [
+        "bash",
+        "-c",
+        'sha256sum -- "/proc/$1/exe" 2>/dev/null | cut -d" " -f1',
+        "exe",
+        str(pid),
+    ]
+
+
+# dockerd's docker-init: init-path when absolute, else the first "libexec" folder that has
+# it, else its own PATH (moby's LookupInitPath); dockerd found by the socket it listens on.
+_ENGINE_INIT = r"""
+sock=$1 init=$2 f=""
+case $init in
+/*) f=$init ;;
+*)
+  pid=$(ss -xlpnH 2>/dev/null | grep -F " $sock " | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
+  [ -n "$pid" ] || exit 3
+  dirs=/usr/local/libexec/docker:/usr/libexec/docker:/usr/local/lib/docker:/usr/lib/docker
+  dirs=$dirs:$(tr '\0' '\n' < "/proc/$pid/environ" | sed -n 's/^PATH=//p')
+  IFS=:
+  for d in $dirs; do [ -x "$d/$init" ] && { f=$d/$init; break; }; done ;;
+esac
+[ -n "$f" ] || exit 4
+printf '%s %s\n' "$(sha256sum -- "$f" | cut -d" " -f1)" "$(readlink -f -- "$f")"
+"""
+
+
+def engine_init_digest(socket: str, init_binary: str) -> list[str]:
+    """Print `SHA-256 path` of the docker-init the engine listening on `socket` mounts
+    into `--init` containers (exit 3: that engine not found; 4: no such binary)."""
+    return ["bash", "-c", _ENGINE_INIT, "engine_init", socket, init_binary or "docker-init"]
+
+
 def paths_exist(paths: Sequence[str]) -> list[str]:
     """Print each path that does NOT exist."""
     return [

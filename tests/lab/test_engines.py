@@ -195,6 +195,64 @@ def test_a_volume_a_port_and_a_network_alias_move_across_20_10_and_28(fleet, app
         _clean(fleet, APP)
 
 
+def test_the_settings_real_containers_carry_move_onto_28_and_back(fleet):
+    """A Compose service's container with a restart policy, a health check, an anonymous
+    volume and a memory limit: host1 → host3 → host1 (20.10 → 28 → 20.10). Each hop: no
+    second copy (the source's dockerd never starts it), the twin has the policy, is
+    healthy when the move ends, keeps the labels, the limit and the data."""
+    _clean(fleet, APP)
+    script = "[ -f /scratch/f ] || echo kept > /scratch/f; exec /workload 16 1 10"
+    try:
+        docker(fleet["host1"], "run", "-d", "--name", APP, "--restart", "always",
+               "--label", "com.docker.compose.project=shop", "--memory", "256m",
+               "--health-cmd", "test -d /proc/1", "--health-interval", "2s",
+               "--health-timeout", "2s", "--health-retries", "2", "-v", "/scratch",
+               IMAGE, "sh", "-c", script)  # fmt: skip
+        _wait_beats(fleet["host1"], APP)
+
+        def check(h: LabHost) -> None:
+            fmt = ("{{.HostConfig.RestartPolicy.Name}} {{.State.Health.Status}} "
+                   "{{index .Config.Labels \"com.docker.compose.project\"}} "
+                   "{{.HostConfig.Memory}}")  # fmt: skip
+            assert docker(h, "inspect", "-f", fmt, APP) == f"always healthy shop {256 * 2**20}"
+            assert docker(h, "exec", APP, "cat", "/scratch/f") == "kept"
+
+        c = ferryman("check", "--container", APP, "--from", "host1", "--to", "host3")
+        assert c.returncode == 0, c.stdout + c.stderr
+        assert "restart policy always: suspended on host1" in c.stdout
+        lines = []
+        for src, dst in (("host1", "host3"), ("host3", "host1")):
+            done = _move(fleet, APP, src, dst, "stop-and-copy")
+            check(fleet[dst])
+            lines.append(f"{src} → {dst}: freeze {done['freeze_s'] * 1000:.0f} ms")
+        print("\n" + "\n".join(lines))
+    finally:
+        _clean(fleet, APP)
+
+
+def test_init_moves_between_engines_with_the_same_docker_init_and_is_refused_otherwise(fleet):
+    """`--init`: each engine bind-mounts its own docker-init, and CRIU restores the process
+    only onto the same file. Debian 12's Docker 20.10 and Docker 28.5.2 ship different
+    builds (found by moving one: `File sbin/docker-init has bad size 752504 (expect
+    708080)`): preflight refuses 20.10 → 28 before anything changes; 28 → 28 moves."""
+    _clean(fleet, APP)
+    try:
+        for h in ("host1", "host3"):
+            docker(fleet[h], "run", "-d", "--name", APP, "--init", IMAGE, "/workload", "16", "1", "10")  # fmt: skip
+            _wait_beats(fleet[h], APP)
+            if h == "host1":
+                p = ferryman("migrate", APP, "--from", "host1", "--to", "host3", "--json")
+                failed = events(p.stdout)[-1]
+                assert p.returncode == 1 and failed["phase"] == "preflight", p.stdout[-3000:]
+                assert "docker-init" in failed["cause"] and "another build" in failed["cause"]
+                assert running(fleet["host1"], APP) and not exists(fleet["host3"], APP)
+                docker(fleet["host1"], "rm", "-f", APP)
+        _move(fleet, APP, "host3", "host4", "stop-and-copy")
+        assert docker(fleet["host4"], "inspect", "-f", "{{.HostConfig.Init}}", APP) == "true"
+    finally:
+        _clean(fleet, APP)
+
+
 # --- a restore that fails on a Docker 28 target ------------------------------------------
 
 

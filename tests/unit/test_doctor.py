@@ -33,6 +33,7 @@ def line(name: str, no: int) -> str:
 CASES = [
     ("restore-missing-file.log", "missing-file", [238, 239], "", ["/tmp/doctor/data/f.txt"]),
     ("restore-pid-in-use.log", "pid-in-use", [112], "", ["PID 8817"]),
+    ("restore-init-binary-changed.log", "file-changed", [111], "", ["/sbin/docker-init", "--init"]),
     ("issue-2383-pid-in-use-console.log", "pid-in-use", [2], "", ["PID 12"]),
     ("issue-113-thread-pid-mismatch.log", "pid-in-use", [1], "", ["PID 30", "31"]),
     ("restore-address-in-use.log", "address-in-use", [333, 334], "", ["127.0.0.1:47322"]),
