@@ -212,7 +212,7 @@ case $init in
   IFS=:
   for d in $dirs; do [ -x "$d/$init" ] && { f=$d/$init; break; }; done ;;
 esac
-[ -n "$f" ] || exit 4
+[ -n "$f" ] && [ -x "$f" ] || exit 4
 printf '%s %s\n' "$(sha256sum -- "$f" | cut -d" " -f1)" "$(readlink -f -- "$f")"
 """
 

@@ -48,3 +48,32 @@ def test_the_console_waits_a_little_longer_than_the_host_limit():
         k = remote.kill_after_s(limit)
         assert 1 <= k <= 10
         assert remote.limit_grace_s(limit) > k
+
+
+def test_the_engines_docker_init_is_found_and_digested_by_the_real_shell(tmp_path):
+    """engine_init_digest as a host runs it: an absolute init-path is digested as is; a
+    missing one, or an engine no process listens for, exits with its own status."""
+    import hashlib
+    import pathlib
+    import subprocess
+
+    from core import remote
+
+    init = tmp_path / "docker-init"
+    init.write_bytes(b"#!/bin/sh\nexit 0\n")
+    init.chmod(0o755)
+    run = lambda *a: subprocess.run(["sh", "-c", remote.quote(remote.engine_init_digest(*a))],  # noqa: E731
+                                    capture_output=True, text=True)  # fmt: skip
+    got = run("/nonexistent.sock", str(init))
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == [hashlib.sha256(init.read_bytes()).hexdigest(), str(init)]
+    assert run("/nonexistent.sock", str(tmp_path / "none")).returncode == 4
+    assert run(str(tmp_path / "no-engine.sock"), "docker-init").returncode == 3
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        exe = pathlib.Path(f"/proc/{sleeper.pid}/exe").resolve()
+        me = subprocess.run(["sh", "-c", remote.quote(remote.exe_digest(sleeper.pid))],
+                            capture_output=True, text=True)  # fmt: skip
+        assert me.stdout.strip() == hashlib.sha256(exe.read_bytes()).hexdigest()
+    finally:
+        sleeper.kill()
