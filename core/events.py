@@ -200,6 +200,8 @@ class MigrationSucceeded(Event):
     bytes_moved: int
     app_gap_s: float | None = None
     rounds: int = 0
+    client: str = ""  # the watched client (--watch), NAME@HOST
+    client_wait_s: float | None = None  # its longest wait between two answers
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

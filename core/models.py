@@ -91,3 +91,4 @@ class MigrationRequest:
     converge_policy: str = "throttle"  # throttle | switch | postcopy
     criu_options: tuple[str, ...] = ()  # e.g. ("--tcp-established",): core/engine/criu_options.py
     accept_risk: bool = False  # auto may pick post-copy (its risk accepted)
+    watch: str = ""  # a client container, NAME[@HOST]: what it saw (core/client_view.py)

@@ -127,6 +127,13 @@ def _main(argv: list[str] | None = None) -> None:
         help="let auto pick post-copy when stop-and-copy's freeze would be over the budget "
         "(until its lazy phase ends, losing either host or the link loses the container)",
     )
+    mg.add_argument(
+        "--watch",
+        metavar="CLIENT[@HOST]",
+        default="",
+        help="a client container (a line on stdout per answer it gets; the host defaults to "
+        "the source): the longest wait between its answers during the move is reported",
+    )
     mg.add_argument("--json", action="store_true", help="one JSON event per line")
     hi = sub.add_parser("history", help="past migrations, the newest first")
     hi.add_argument("--json", action="store_true")

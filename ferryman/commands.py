@@ -266,6 +266,7 @@ async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
             direct=args.direct,
             criu_options=tuple(args.criu_opt),
             accept_risk=args.accept_risk,
+            watch=args.watch,
         )
         try:
             be.fleet[req.target]
@@ -365,6 +366,8 @@ def _print_event(e: ev.Event) -> None:
             print(f"  log: {e.log_path} (ferryman doctor {e.log_path})", file=sys.stderr)
     elif isinstance(e, ev.MigrationSucceeded):
         gap = f", application saw {e.app_gap_s * 1000:.0f} ms" if e.app_gap_s is not None else ""
+        if e.client_wait_s is not None:
+            gap += f", client {e.client} waited {e.client_wait_s * 1000:.0f} ms at most"
         print(
             f"done: {e.container} runs on {e.target}; freeze {e.freeze_s * 1000:.0f} ms{gap}, "
             f"{humanize.naturalsize(e.bytes_moved, binary=True)} moved, {e.total_s:.1f} s in all"

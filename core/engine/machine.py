@@ -42,6 +42,7 @@ from core.engine import (
     preflight_phase,
     prepare_phase,
     rollback,
+    watch,
 )
 from core.engine.context import Ctx
 from core.engine.errors import Aborted, MigrationError
@@ -284,7 +285,7 @@ class Migration:
             self._mark_interrupted(why + " twice", "in doubt")
 
     async def _machine(self) -> None:
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         try:
             await preflight_phase.preflight(self)
             await prepare_phase.prepare(self)
@@ -320,6 +321,7 @@ class Migration:
         await finish.cleanup(self)
         c = self.ctx
         gap = heartbeat.gap(c.source_log_tail, self.target_log_tail)
+        seen = await watch.observe(self, started_wall)
         self.set_state(State.INCOMPLETE if self.left else State.SUCCEEDED)
         self.emit(
             ev.MigrationSucceeded(
@@ -333,6 +335,8 @@ class Migration:
                 bytes_moved=c.bytes_moved,
                 app_gap_s=gap.seconds if gap else None,
                 rounds=c.rounds.n if c.rounds else 0,
+                client=f"{seen.container}@{seen.host}" if seen else "",
+                client_wait_s=seen.longest_wait_s if seen else None,
             )
         )
         if self.left and self.journal is not None:

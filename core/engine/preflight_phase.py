@@ -14,6 +14,7 @@ from core.engine import (
     restore,
     restore_runtime,
     twin,
+    watch,
 )
 from core.engine.context import Run
 from core.engine.errors import MigrationError
@@ -114,6 +115,7 @@ async def preflight(m: Run) -> None:
         m.ctx.src_cgroup = restore.CgroupLayout.from_info(si)
         m.ctx.dst_cgroup = restore.CgroupLayout.from_info(di)
         engines(m, si, di, reps[1].facts.api_version)
+        await watch.check(m)
 
 
 def engines(m: Run, si: dict[str, Any], di: dict[str, Any], dst_api: str) -> None:

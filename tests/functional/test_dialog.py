@@ -188,3 +188,39 @@ async def test_the_confirmation_asks_about_what_preflight_warns_of():
         assert "! host2 image:" in msg
         assert "soft-dirty" not in msg  # what rules out strategies is said in the picker
         assert on_screen(app.screen, app.screen.query_one("#yes", Button))
+
+
+async def test_a_watched_client_is_asked_for_in_the_dialog_and_its_wait_shown_in_the_result():
+    """The dialog's "Watch client" goes into the request; the result says what the
+    client saw (the longest wait between its answers, from the engine's event)."""
+    from core.events import MigrationSucceeded
+    from core.replay import ReplayRun
+    from tui.screens.migration import MigrationScreen
+
+    rec = Recording.load(LAB)
+    asked = []
+
+    class Watching(ReplayBackend):
+        def migrate(self, request):
+            asked.append(request)
+            evs = [
+                dataclasses.replace(e, client="writer@host1", client_wait_s=2.2)
+                if isinstance(e, MigrationSucceeded) else e
+                for e in self.recording.events
+            ]  # fmt: skip
+            return ReplayRun(evs, 0, request.source)
+
+    app = make_app(Watching(rec, speed=0))
+    async with app.run_test(size=(120, 32)) as pilot:
+        dialog = await open_dialog(pilot, containers=1)
+        dialog.query_one("#watch").value = "writer@host1"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrationScreen), what="live view")
+        view = app.screen
+        await wait_until(pilot, lambda: view.progress.finished, what="the end")
+        await pilot.pause(0.2)
+        assert asked and asked[0].watch == "writer@host1"
+        result = text_of(view.query_one("#result", Static))
+        assert "client writer@host1 waited 2.20 s at most for an answer" in result, result

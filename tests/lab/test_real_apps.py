@@ -97,11 +97,11 @@ def _client_oks(h, name: str) -> list[tuple[str, str, int]]:
     return [(v, e, int(t)) for v, e, t in parse_lines(docker(h, "logs", name))]
 
 
-def _move(name: str) -> tuple[list[dict], float]:
+def _move(name: str, *extra: str) -> tuple[list[dict], float]:
     """Move `name` host1 → host2 with the defaults; (its events, when it began)."""
     t0 = time.time()
     p = ferryman("migrate", name, "--from", "host1", "--to", "host2",
-                 "--strategy", "stop-and-copy", "--json", timeout=MOVE_TIMEOUT)
+                 "--strategy", "stop-and-copy", "--json", *extra, timeout=MOVE_TIMEOUT)
     evs = events(p.stdout)
     if p.returncode != 0 and ("Connected TCP socket" in p.stdout or "In-flight" in p.stdout):
         raise AssertionError(
@@ -242,11 +242,18 @@ def test_nginx_serves_its_pages_on_host2_and_the_client_goes_on(lab_hosts, apps_
                       f"http://{h2.address}:{port}/runtime.html")
         _wait("the client is answered", lambda: len(_client_oks(h1, client)) >= 5)
 
-        evs, t0 = _move(name)
+        evs, t0 = _move(name, "--watch", client)
 
         _one_copy_and_nothing_left(h1, h2, name, t0, [vol])
         answers = _client_went_on(h1, client, h2, port)
         assert {v for v, _, _ in answers} == {token}
+        # What ferryman says the client saw (dockerd's times of its lines) is what the
+        # client's own clock says, within the time its output takes to reach dockerd.
+        done = evs[-1]
+        assert done["client"] == f"{client}@host1" and done["client_wait_s"] is not None
+        own = _client_gap(h1, client, t0)
+        assert done["client_wait_s"] >= done["freeze_s"] * 0.5, done
+        assert abs(done["client_wait_s"] - own) < 1.0, (done["client_wait_s"], own)
         # nginx's own counters (shared memory since the master started) went on: the same
         # master and workers, not a restart (which starts them from 0).
         requests1 = _nginx_requests(h2, name)

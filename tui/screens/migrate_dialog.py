@@ -91,6 +91,7 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
     MigrateDialog #options { height: auto; }
     MigrateDialog #options .label { width: auto; height: 3; padding: 1 1 0 0; }
     MigrateDialog #budget { width: 10; }
+    MigrateDialog #watch { width: 1fr; }
     MigrateDialog #options Checkbox { width: auto; }
     MigrateDialog #auto-why { height: auto; }
     MigrateDialog #preflight-box { height: auto; border: round $panel; }
@@ -160,6 +161,13 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
                         "not available yet: data is relayed, encrypted, through this console"
                     )
                     yield direct
+                    yield Label("Watch client", classes="label")
+                    watch = Input("", placeholder="name[@host]", id="watch")
+                    watch.tooltip = (
+                        "a client container of this one (a line on stdout per answer): the "
+                        "result says the longest it waited for an answer during the move"
+                    )
+                    yield watch
                 yield Static("", id="auto-why")
                 with VerticalScroll(id="preflight-box"):
                     yield Static(Text("waiting for a target…", style="dim"), id="preflight")
@@ -216,6 +224,7 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
             downtime_budget_s=self.budget_s,
             keep_images=self.query_one("#keep", Checkbox).value,
             direct=self.query_one("#direct", Checkbox).value,
+            watch=self.query_one("#watch", Input).value.strip(),
         )
 
     def choices(self) -> StrategyChoices | None:

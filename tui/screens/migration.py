@@ -454,6 +454,10 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
                 t.append(f" · {plural(s.rounds, 'round')}", style="dim")
             if s.app_gap_s is not None:
                 t.append(f" · app saw a {duration(s.app_gap_s)} gap", style="dim")
+            if s.client_wait_s is not None:
+                t.append("\nclient ", style="dim")
+                t.append_text(inert_text(s.client, "dim"))
+                t.append(f" waited {duration(s.client_wait_s)} at most for an answer", style="dim")
         elif p.failed is not None:
             f = p.failed
             box.add_class("-failed")
