@@ -150,9 +150,11 @@ def answering(h: LabHost) -> bool:
     )
 
 
-def dockerd_argv(h: LabHost) -> tuple[list[str], str]:
-    """The daemon's command line (in the host's namespace) and its PATH."""
+def dockerd_argv(h: LabHost, extra: tuple[str, ...] = ()) -> tuple[list[str], str]:
+    """The daemon's command line (in the host's namespace) and its PATH; `extra`: more
+    options (a test's engine mode)."""
     common = [
+        *extra,
         "--data-root",
         str(h.data_root),
         "--exec-root",
@@ -170,7 +172,7 @@ def dockerd_argv(h: LabHost) -> tuple[list[str], str]:
     return in_ns(h.netns, ["dockerd", "--experimental", *common]), f"{h.bin_dir}:{PATH}"
 
 
-def start(h: LabHost, timeout: float = 60) -> None:
+def start(h: LabHost, timeout: float = 60, extra: tuple[str, ...] = ()) -> None:
     if pid(h) and answering(h):
         return
     for d in (h.data_root, h.exec_root, h.bin_dir):
@@ -178,7 +180,7 @@ def start(h: LabHost, timeout: float = 60) -> None:
     if kind(h) == "28":
         install_wrapper()
         h.daemon_json.write_text(daemon_json(h))
-    argv, path = dockerd_argv(h)
+    argv, path = dockerd_argv(h, extra)
     log = open(h.dockerd_log, "ab")  # noqa: SIM115 - handed to the daemon
     subprocess.Popen(
         argv,

@@ -286,3 +286,49 @@ def test_check_says_what_each_setting_gets_and_verify_waits_for_the_health_check
         )
     finally:
         _cleanup(lab_hosts)
+
+
+def test_an_engine_remapping_user_namespaces_is_refused_as_a_target(lab_hosts):
+    """host2's dockerd restarted with `--userns-remap default` (a real engine in that
+    mode: dockerd makes its dockremap user and subordinate ranges): `check` names the
+    mode, and a move there is refused in preflight with the container left running."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from lab import engine
+
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    # The remapped root must be able to walk down to its own data root.
+    dirs = [h2.data_root, h2.data_root.parent, h2.data_root.parent.parent]
+    modes = {d: d.stat().st_mode & 0o7777 for d in dirs}
+    had_user = "dockremap:" in Path("/etc/passwd").read_text()
+    try:
+        _start(h1)
+        engine.stop(h2)
+        for d in dirs:
+            d.chmod(modes[d] | 0o001)
+        engine.start(h2, extra=("--userns-remap", "default"))
+        info = docker(h2, "info", "-f", "{{json .SecurityOptions}}")
+        assert "name=userns" in info, info
+        c = ferryman("check", "host2")
+        mode = [ln for ln in c.stdout.splitlines() if " engine-mode " in ln]
+        assert mode and mode[0].startswith("FAIL  host2") and "userns-remap" in mode[0], c.stdout
+        t0 = time.time()
+        p = _move(NAME)
+        assert p.returncode == 1
+        failed = events(p.stdout)[-1]
+        assert failed["phase"] == "preflight" and "remaps user namespaces" in failed["cause"]
+        assert running(h1, NAME) and _starts_since(h1, NAME, t0) == 0
+    finally:
+        engine.stop(h2)
+        for d in dirs:
+            d.chmod(modes[d])
+        for remapped in h2.data_root.glob("*.*"):  # dockerd's <uid>.<gid> data root
+            if remapped.is_dir() and remapped.name.replace(".", "").isdigit():
+                shutil.rmtree(remapped, ignore_errors=True)
+        if not had_user:
+            subprocess.run(["userdel", "dockremap"], capture_output=True)
+        engine.start(h2)
+        _cleanup(lab_hosts)
