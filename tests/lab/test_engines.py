@@ -197,9 +197,10 @@ def test_a_volume_a_port_and_a_network_alias_move_across_20_10_and_28(fleet, app
 
 def test_the_settings_real_containers_carry_move_onto_28_and_back(fleet):
     """A Compose service's container with a restart policy, a health check, an anonymous
-    volume and a memory limit: host1 → host3 → host1 (20.10 → 28 → 20.10). Each hop: no
-    second copy (the source's dockerd never starts it), the twin has the policy, is
-    healthy when the move ends, keeps the labels, the limit and the data."""
+    volume, a memory limit, ulimits, a read-only root and a tmpfs: host1 → host3 → host1
+    (20.10 → 28 → 20.10). Each hop: no second copy (the source's dockerd never starts
+    it), the twin has the policy, is healthy when the move ends, keeps the labels, the
+    limits, the mounts and the data."""
     _clean(fleet, APP)
     script = "[ -f /scratch/f ] || echo kept > /scratch/f; exec /workload 16 1 10"
     try:
@@ -207,6 +208,7 @@ def test_the_settings_real_containers_carry_move_onto_28_and_back(fleet):
                "--label", "com.docker.compose.project=shop", "--memory", "256m",
                "--health-cmd", "test -d /proc/1", "--health-interval", "2s",
                "--health-timeout", "2s", "--health-retries", "2", "-v", "/scratch",
+               "--ulimit", "nofile=2048:4096", "--read-only", "--tmpfs", "/run",
                IMAGE, "sh", "-c", script)  # fmt: skip
         _wait_beats(fleet["host1"], APP)
 
@@ -216,6 +218,10 @@ def test_the_settings_real_containers_carry_move_onto_28_and_back(fleet):
                    "{{.HostConfig.Memory}}")  # fmt: skip
             assert docker(h, "inspect", "-f", fmt, APP) == f"always healthy shop {256 * 2**20}"
             assert docker(h, "exec", APP, "cat", "/scratch/f") == "kept"
+            more = docker(h, "inspect", "-f", "{{.HostConfig.ReadonlyRootfs}} {{range "
+                          ".HostConfig.Ulimits}}{{.Name}}={{.Soft}}:{{.Hard}}{{end}} "
+                          "{{json .HostConfig.Tmpfs}}", APP)  # fmt: skip
+            assert more == 'true nofile=2048:4096 {"/run":""}', more
 
         c = ferryman("check", "--container", APP, "--from", "host1", "--to", "host3")
         assert c.returncode == 0, c.stdout + c.stderr
