@@ -35,6 +35,7 @@ class HostSpec:
     exec_root: str = "/var/run/docker"  # dockerd --exec-root; runc's state is below it
     images_dir: str = "/var/lib/ferryman"  # where checkpoint images go on this host
     labels: dict[str, str] = field(default_factory=dict)
+    connect_timeout: float = 5.0  # seconds for TCP, the SSH handshake and the login
 
     @property
     def runc_root(self) -> str:
@@ -109,6 +110,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "exec_root": (str,),
     "images_dir": (str,),
     "labels": (dict,),
+    "connect_timeout": (int, float),
 }
 REQUIRED = ("name", "address")
 
@@ -236,6 +238,12 @@ def load(path: str | Path) -> Inventory:
         port = values.get("port")
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(f"{_where(path, item)}: port {port} is not a TCP port (1-65535)")
+        timeout = values.get("connect_timeout")
+        if timeout is not None and not 0 < timeout <= 300:
+            raise ConfigError(
+                f"{_where(path, item)}: connect_timeout {timeout} must be seconds, above 0 "
+                "and at most 300"
+            )
         for pkey in ("docker_socket", "exec_root", "images_dir"):
             if pkey in values and not values[pkey].startswith("/"):
                 raise ConfigError(

@@ -24,6 +24,8 @@ from core.config import HostSpec
 from core.models import HostState
 from core.remote import path_export
 
+# The connection (TCP, the SSH handshake, the login) by default: a host's
+# `connect_timeout:` in the hosts file says otherwise (a slow or loaded host).
 CONNECT_TIMEOUT_S = 5.0
 KEEPALIVE_S = 5.0
 # AES-GCM first: OpenSSL does it in hardware, which is what a 256 MiB freeze needs.
@@ -141,7 +143,7 @@ class HostConnection:
         port = s.port or 22
         kw: dict = dict(
             known_hosts=self._known_hosts_path(),
-            connect_timeout=CONNECT_TIMEOUT_S,
+            connect_timeout=s.connect_timeout,
             keepalive_interval=KEEPALIVE_S,
             keepalive_count_max=3,
             agent_forwarding=False,
@@ -187,8 +189,9 @@ class HostConnection:
             raise HostError(
                 s.name,
                 HostState.UNREACHABLE,
-                f"no answer from {s.address}:{port} within {CONNECT_TIMEOUT_S:.0f} s; "
-                "check the address and that sshd runs",
+                f"no answer from {s.address}:{port} within {s.connect_timeout:g} s; "
+                "check the address and that sshd runs (a host too loaded to log in within "
+                "that time: raise `connect_timeout:` in the hosts file)",
             ) from None
         except (OSError, asyncssh.Error) as e:
             msg = getattr(e, "strerror", None) or getattr(e, "reason", None) or str(e)

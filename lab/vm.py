@@ -428,6 +428,8 @@ def write_hosts_file(hs: list[VmHost]) -> None:
                 "exec_root": GUEST_EXEC_ROOT,
                 "images_dir": GUEST_IMAGES_DIR,
                 "labels": {"lab": KIND},
+                # emulated guests: a login takes 1-3 s idle, over 5 s under load
+                "connect_timeout": 30,
             }
             for h in hs
         ]

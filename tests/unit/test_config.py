@@ -140,3 +140,44 @@ def test_a_hashed_known_hosts_line_is_recognised(tmp_path):
     assert _known_hosts_has(str(kh), "10.77.0.11", 2222)
     assert not _known_hosts_has(str(kh), "10.77.0.12", 2222)
     assert not _known_hosts_has(str(kh), "10.77.0.11", 22)
+
+
+def test_connect_timeout_is_seconds_within_bounds(tmp_path):
+    inv = load(write(tmp_path, "hosts:\n  - name: a\n    address: x\n    connect_timeout: 30\n"
+                                "  - name: b\n    address: y\n"))  # fmt: skip
+    assert [h.connect_timeout for h in inv.hosts] == [30, 5.0]
+    for bad in ("0", "-1", "301"):
+        m = err(tmp_path, f"hosts:\n  - name: a\n    address: x\n    connect_timeout: {bad}\n")
+        assert ":2: connect_timeout" in m and "at most 300" in m, m
+    assert "'connect_timeout' must be int or float" in err(
+        tmp_path, "hosts:\n  - name: a\n    address: x\n    connect_timeout: soon\n"
+    )
+
+
+async def test_a_host_that_never_logs_in_is_unreachable_after_its_connect_timeout(tmp_path):
+    """A TCP port that accepts and never speaks SSH (a host too busy to answer looks so):
+    asyncssh gives up after the host's connect_timeout, and the error says which to raise."""
+    import asyncio
+    import time
+
+    from core.models import HostState
+    from core.ssh import HostConnection, HostError
+
+    held = []
+
+    async def silent(reader, writer):
+        held.append(writer)  # keep it open, say nothing
+
+    (tmp_path / "kh").write_text("")
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    inv = load(write(tmp_path, f"hosts:\n  - name: slow\n    address: 127.0.0.1\n    port: {port}\n"
+                                f"    known_hosts: {tmp_path}/kh\n    connect_timeout: 1\n"))  # fmt: skip
+    t0 = time.monotonic()
+    with pytest.raises(HostError) as e:
+        await HostConnection(inv.hosts[0]).connect()
+    took = time.monotonic() - t0
+    server.close()
+    assert e.value.state == HostState.UNREACHABLE
+    assert "within 1 s" in str(e.value) and "connect_timeout" in str(e.value)
+    assert 0.9 < took < 4, took
