@@ -746,6 +746,23 @@ _PATTERNS: tuple[_Pattern, ...] = (
         ),
     ),
     _Pattern(
+        id="rlimit-caps",
+        rank=8,
+        triggers=_rx(r"Can't get rlimit (?P<n>\d+): Operation not permitted"),
+        title="CRIU may not read the limits of a process of another user",
+        cause=lambda hit, ctx: (
+            "A process of the container runs as another user than root, and CRIU, running "
+            "as root without CAP_SYS_RESOURCE (dropped by the container or namespace that "
+            "root's session runs in), may not read its resource limits (prlimit), so the "
+            "dump stops."
+        ),
+        fix=(
+            "Run CRIU (ferryman's SSH sessions, dockerd) with root's full capabilities on "
+            "that host, or run the container's processes as root. ferryman's preflight "
+            "refuses such a move before anything is frozen."
+        ),
+    ),
+    _Pattern(
         id="file-changed",
         rank=8,
         triggers=_rx(

@@ -676,15 +676,21 @@ async def _process_checks(src: Host, source: str, ins: dict[str, Any]) -> list[C
     name = ins["Name"].lstrip("/")
     main = int((ins.get("State") or {}).get("Pid") or 0)
     try:
-        top = await src.engine.call(lambda c: c.api.top(ins["Id"], ps_args="-o pid,ppid,args"))
+        top = await src.engine.call(lambda c: c.api.top(ins["Id"], ps_args="-o pid,ppid,uid,args"))
     except (EngineError, HostError, OSError) as e:
         return [CheckResult(source, "processes", WARN, f"{name}: processes not listed ({e})")]
-    procs = []
+    procs, uids = [], {}
     for row in top.get("Processes") or []:
         try:
-            procs.append((int(row[0]), int(row[1]), " ".join(row[2:])))
+            procs.append((int(row[0]), int(row[1]), " ".join(row[3:])))
+            uids[int(row[0])] = int(row[2])
         except (ValueError, IndexError):
             continue
+    others = [(p, cmd, uids[p]) for p, _, cmd in procs if uids.get(p)]
+    if others:
+        refused = await _rlimit_check(src, source, name, others)
+        if refused is not None:
+            return [refused]
     lost = outside_init(main, procs)
     if lost:
         shown = ", ".join(f"{cmd[:40]} (pid {p})" for p, cmd in lost[:4])
@@ -699,6 +705,34 @@ async def _process_checks(src: Host, source: str, ins: dict[str, Any]) -> list[C
             )
         ]
     return [CheckResult(source, "processes", PASS, f"{name}: {len(procs)} process(es), one tree")]
+
+
+async def _rlimit_check(
+    src: Host, source: str, name: str, others: list[tuple[int, str, int]]
+) -> CheckResult | None:
+    """CRIU reads every task's rlimits (prlimit); for a task of another user that needs
+    CAP_SYS_RESOURCE, which root lacks in some hosts (a namespace or container that drops
+    it): the dump would fail with `Can't get rlimit 0: Operation not permitted`."""
+    r = await src.ssh.run(
+        remote.quote(["sed", "-n", "s/^CapBnd:[[:space:]]*//p", "/proc/self/status"]), check=False
+    )
+    try:
+        cap = int(r.stdout.strip(), 16)
+    except ValueError:
+        return None
+    if cap & (1 << CAP_SYS_RESOURCE):
+        return None
+    shown = ", ".join(f"{cmd[:40]} (pid {p}, uid {u})" for p, cmd, u in others[:3])
+    return CheckResult(
+        source,
+        "processes",
+        FAIL,
+        f"{name} runs processes as another user than root ({shown}), and root on {source} "
+        "lacks CAP_SYS_RESOURCE: CRIU cannot read their rlimits, so the dump would fail "
+        "(`Can't get rlimit 0: Operation not permitted`)",
+        f"run ferryman's commands on {source} with root's full capabilities (sshd outside "
+        "any container or namespace that drops CAP_SYS_RESOURCE)",
+    )
 
 
 async def _init_check(src: Host, dst: Host, ins: dict[str, Any]) -> CheckResult:

@@ -332,3 +332,60 @@ def test_an_engine_remapping_user_namespaces_is_refused_as_a_target(lab_hosts):
             subprocess.run(["userdel", "dockremap"], capture_output=True)
         engine.start(h2)
         _cleanup(lab_hosts)
+
+
+def _root_has_cap_sys_resource() -> bool:
+    from pathlib import Path
+
+    bnd = next(ln for ln in Path("/proc/self/status").read_text().splitlines()
+               if ln.startswith("CapBnd:"))  # fmt: skip
+    return bool(int(bnd.split()[1], 16) & (1 << 24))
+
+
+def test_a_process_of_another_user_is_refused_where_root_lacks_cap_sys_resource(lab_hosts):
+    """CRIU reads each task's rlimits; for another user's task that needs CAP_SYS_RESOURCE.
+    Where root lacks it (this machine), preflight refuses the move before the freeze;
+    where root has it, the container moves."""
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    try:
+        _start(h1, "--user", "1000")
+        before = heartbeats(h1, NAME)[-1][0]
+        p = _move(NAME)
+        if _root_has_cap_sys_resource():
+            assert p.returncode == 0, p.stdout[-3000:]
+            assert _counter_continues(h2, NAME, before)
+        else:
+            assert p.returncode == 1
+            failed = events(p.stdout)[-1]
+            assert failed["phase"] == "preflight", failed
+            assert "uid 1000" in failed["cause"] and "CAP_SYS_RESOURCE" in failed["cause"]
+            assert running(h1, NAME) and not exists(h2, NAME)
+    finally:
+        _cleanup(lab_hosts)
+
+
+@pytest.mark.parametrize(
+    ("run_args", "said"),
+    [
+        (("--network", "host"), "--network host"),
+        (("--pid", "host"), "--pid host"),
+        (("--ipc", "host"), "--ipc host"),
+        (("--device", "/dev/null:/dev/xnull"), "host devices (/dev/null)"),
+        (("-t",), "terminal"),
+    ],
+)
+def test_settings_that_cannot_move_are_refused_in_preflight_with_the_reason(
+    lab_hosts, run_args, said
+):
+    h1, h2 = lab_hosts
+    _cleanup(lab_hosts)
+    try:
+        _start(h1, *run_args)
+        p = _move(NAME)
+        assert p.returncode == 1, p.stdout[-2000:]
+        failed = events(p.stdout)[-1]
+        assert failed["phase"] == "preflight" and said in failed["cause"], failed["cause"]
+        assert running(h1, NAME) and not exists(h2, NAME)
+    finally:
+        _cleanup(lab_hosts)

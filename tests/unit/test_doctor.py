@@ -33,6 +33,7 @@ def line(name: str, no: int) -> str:
 CASES = [
     ("restore-missing-file.log", "missing-file", [238, 239], "", ["/tmp/doctor/data/f.txt"]),
     ("restore-pid-in-use.log", "pid-in-use", [112], "", ["PID 8817"]),
+    ("dump-rlimit-other-user.log", "rlimit-caps", [111], "", ["another user", "CAP_SYS_RESOURCE"]),
     ("restore-init-binary-changed.log", "file-changed", [111], "", ["/sbin/docker-init", "--init"]),
     ("issue-2383-pid-in-use-console.log", "pid-in-use", [2], "", ["PID 12"]),
     ("issue-113-thread-pid-mismatch.log", "pid-in-use", [1], "", ["PID 30", "31"]),
