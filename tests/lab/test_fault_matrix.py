@@ -13,7 +13,7 @@ Afterwards, once the fault is healed and, when the engine had to leave it in dou
 
 The table of rows is printed at the end of the session (tests/lab/conftest.py).
 The rows that need soft-dirty (a pre-copy round) or lazy pages run on the VM lab
-(tests/lab_vm/test_fault_rows.py).
+(tests/lab_vm_faults/test_fault_rows.py).
 """
 
 from __future__ import annotations
