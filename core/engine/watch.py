@@ -8,10 +8,9 @@ from typing import Any
 
 from core import client_view
 from core.client_view import ClientView
-from core.dockerapi import EngineError
+from core.config import ConfigError
 from core.engine.context import Run
 from core.engine.errors import MigrationError
-from core.ssh import HostError
 
 
 async def check(m: Run) -> None:
@@ -21,7 +20,7 @@ async def check(m: Run) -> None:
     name, host = client_view.parse_target(m.req.watch, m.req.source)
     try:
         h = m.fleet[host]
-    except Exception as e:  # noqa: BLE001 - a hosts-file error: the name is unknown
+    except ConfigError as e:  # a host the hosts file does not name
         raise MigrationError(
             f"--watch {m.req.watch}: {e}", "name a host of the hosts file"
         ) from None
@@ -54,10 +53,7 @@ async def observe(m: Run, start: float) -> ClientView | None:
 
     try:
         text = await m.fleet[host].engine.call(logs)
-    except (EngineError, HostError, OSError) as e:
-        m.log("ferryman", f"the client {name} on {host} could not be read: {e}")
-        return None
-    except Exception as e:  # noqa: BLE001 - docker-py's errors: a courtesy, never fatal
+    except Exception as e:  # noqa: BLE001 - engine, SSH or docker-py: a courtesy, never fatal
         m.log("ferryman", f"the client {name} on {host} could not be read: {e}")
         return None
     seen = client_view.view(name, host, text, start, end)
