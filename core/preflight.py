@@ -17,7 +17,7 @@ from core.remote import parse_facts
 from core.ssh import CommandError, HostError
 
 PASS, WARN, FAIL = CheckStatus.PASS, CheckStatus.WARN, CheckStatus.FAIL
-MIN_CRIU = (4, 2)
+MIN_CRIU = (3, 17)  # Debian 12's; below 4.2 restores take the copy route (core/engine/restore.py)
 MIN_FREE_BYTES = 512 * 1024 * 1024
 
 
@@ -200,8 +200,9 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
                 name,
                 "criu",
                 FAIL,
-                f"CRIU {cv} is too old: restoring through Docker without copying the memory needs ≥ 4.2",
-                "install CRIU ≥ 4.2",
+                f"CRIU {cv} is too old: ferryman works with CRIU 3.17 (Debian 12's) and later",
+                "install CRIU ≥ 4.2 (lab/setup/install-deps.sh shows one way), or your "
+                "distribution's CRIU if it is 3.17 or later",
             )
         )
     elif f.get("criu_check_rc") != "0":
@@ -212,6 +213,27 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
                 FAIL,
                 f"CRIU {cv}: `criu check` fails: {f.get('criu_check', '')[:160]}",
                 "run `criu check -v4` on the host; see `ferryman doctor` for the log",
+            )
+        )
+    elif not restore.reads_in_place(cv):
+        add(
+            CheckResult(
+                name,
+                "criu",
+                WARN,
+                f"CRIU {cv} at {f.get('criu_path')}, `criu check` passes; "
+                + (
+                    "restores here go through ferryman's restore runtime, which reads the "
+                    "images in place (not tried with CRIU before 4.2)"
+                    if _engine_needs_runtime(vers.engine)
+                    else "before 4.2 CRIU cannot read the image folder in place through "
+                    "Docker, so a restore here waits for Docker to copy the whole image "
+                    f"(about {restore.copy_cost_s(2**30):.0f} s per GiB of memory, inside "
+                    "the freeze)"
+                )
+                + "; post-copy is ruled out",
+                "install CRIU ≥ 4.2 for restores without the copy (lab/setup/install-deps.sh "
+                "shows one way)",
             )
         )
     else:
@@ -254,18 +276,32 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
         )
     )
     uffd = f.get("uffd_noncoop") == "0"
-    add(
-        CheckResult(
-            name,
-            "userfaultfd",
-            PASS if uffd else WARN,
-            "userfaultfd (non-cooperative) present, as post-copy needs (`ferryman check` "
-            "also tries a lazy transfer: `criu check` alone is not enough)"
-            if uffd
-            else "no non-cooperative userfaultfd: post-copy and hybrid are ruled out",
-            "" if uffd else "a kernel with CONFIG_USERFAULTFD is needed for post-copy",
+    old_criu = bool(cv) and not restore.reads_in_place(cv)
+    if uffd and old_criu:
+        add(
+            CheckResult(
+                name,
+                "userfaultfd",
+                WARN,
+                f"userfaultfd present, but post-copy is ruled out with CRIU {cv}: a lazy "
+                "restore through Docker needs CRIU ≥ 4.2 to read the image folder in place",
+                "install CRIU ≥ 4.2 for post-copy",
+            )
         )
-    )
+        uffd = False
+    else:
+        add(
+            CheckResult(
+                name,
+                "userfaultfd",
+                PASS if uffd else WARN,
+                "userfaultfd (non-cooperative) present, as post-copy needs (`ferryman check` "
+                "also tries a lazy transfer: `criu check` alone is not enough)"
+                if uffd
+                else "no non-cooperative userfaultfd: post-copy and hybrid are ruled out",
+                "" if uffd else "a kernel with CONFIG_USERFAULTFD is needed for post-copy",
+            )
+        )
     pipes = pipe_check(name, f)
     if pipes is not None:
         add(pipes)
@@ -310,6 +346,13 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
         restore_fix=fix,
     )
     return rep
+
+
+def _engine_needs_runtime(engine: str) -> bool:
+    try:
+        return bool(engine) and restore_runtime.needs_restore_runtime(engine)
+    except restore_runtime.RouteError:
+        return False
 
 
 def engine_mode_check(name: str, info: dict[str, Any]) -> CheckResult | None:

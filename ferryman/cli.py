@@ -65,6 +65,13 @@ def _main(argv: list[str] | None = None) -> None:
         help="the Docker engine of hosts this call adds: Debian 12's 20.10 (default) or 28.5.2 "
         "(lab/setup/install-engine28.sh); hosts that exist keep theirs",
     )
+    up.add_argument(
+        "--criu",
+        choices=["4.2", "3.17"],
+        default=None,
+        help="with --vm: the CRIU the guests run, the lab's 4.2.1 (default) or Debian 12's own "
+        "3.17.1 (lab/setup/install-criu-debian12.sh); guests already up switch",
+    )
     vm_help = "the VM lab: QEMU guests with Debian's kernel (soft-dirty, lazy pages)"
     up.add_argument("--vm", action="store_true", help=vm_help)
     k8s_help = "the Kubernetes lab: etcd, kube-apiserver, two kubelet nodes (lab/k8s)"

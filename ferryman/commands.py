@@ -50,8 +50,14 @@ def lab(args: argparse.Namespace) -> None:
             if use_vm:
                 if args.engine != "20.10":
                     _die("lab up --vm: the VM lab's guests run Debian 12's Docker 20.10 only")
-                vm.up(n, spec)
+                vm.up(n, spec, criu=args.criu or "4.2")
             else:
+                if args.criu:
+                    _die(
+                        "lab up --criu: only the VM lab's guests can run another CRIU "
+                        "(Debian 12's 3.17.1 fails `criu check` on this machine's kernel): "
+                        "add --vm"
+                    )
                 control.up(n, spec, engine=args.engine)
             kind = vm if use_vm else control
             print(f"lab: try `ferryman --hosts {kind.HOSTS_FILE}`")

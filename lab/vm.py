@@ -61,6 +61,11 @@ GUEST_DATA_ROOT = "/srv/ferryman/docker"
 GUEST_IMAGES_DIR = "/srv/ferryman/images"
 GUEST_BIN_DIR = "/run/ferryman/bin"
 GUEST_READY = "/run/ferryman/ready"
+# Debian 12's own CRIU (lab/setup/install-criu-debian12.sh), which guests may run instead
+# of the lab's 4.2 (`ferryman lab up --vm --criu 3.17`).
+CRIU_317 = "/opt/ferryman/criu-3.17/criu"
+INSTALL_CRIU_317 = Path(__file__).parent / "setup" / "install-criu-debian12.sh"
+CRIU_CHOICES = ("4.2", "3.17")
 
 
 @dataclass(frozen=True)
@@ -458,9 +463,33 @@ def start_workload(h: VmHost, spec: WorkloadSpec, name: str = WORKLOAD) -> None:
 # --- up / down / status ---------------------------------------------------------------
 
 
-def up(n: int = 2, spec: WorkloadSpec | None = None, log=print) -> dict[str, Any]:
+def use_criu(hs: list[VmHost], which: str, log=print) -> None:
+    """Which CRIU the guests' dockerd (so runc) and ferryman's commands run: the lab's 4.2
+    or Debian 12's own 3.17.1. A link in the guest's /run/ferryman/bin, first on both
+    PATHs, in the guest's RAM: this machine's files are not touched, a reboot forgets it."""
+    if which not in CRIU_CHOICES:
+        raise LabError(f"--criu {which}: choose one of {', '.join(CRIU_CHOICES)}")
+    if which == "3.17":
+        if run(["bash", str(INSTALL_CRIU_317), "--check"], check=False).returncode != 0:
+            raise LabError(
+                f"Debian 12's CRIU 3.17.1 is not in {CRIU_317}: run "
+                f"`bash {INSTALL_CRIU_317}` (or lab/setup/install-deps.sh) first"
+            )
+        line = f"ln -sfn {shlex.quote(CRIU_317)} {GUEST_BIN_DIR}/criu"
+    else:
+        line = f"rm -f {GUEST_BIN_DIR}/criu"
+    for h in hs:
+        ssh(h, f"{line} && PATH={GUEST_BIN_DIR}:$PATH criu --version | head -1")
+        log(f"lab: {h.name} runs CRIU {which}")
+
+
+def up(
+    n: int = 2, spec: WorkloadSpec | None = None, log=print, criu: str = "4.2"
+) -> dict[str, Any]:
     require_root()
     n = parse_host_count(n)
+    if criu not in CRIU_CHOICES:
+        raise LabError(f"--criu {criu}: choose one of {', '.join(CRIU_CHOICES)}")
     k = preflight_tools()
     spec = spec or WorkloadSpec()
     hs = hosts(n)
@@ -483,6 +512,7 @@ def up(n: int = 2, spec: WorkloadSpec | None = None, log=print) -> dict[str, Any
     with ThreadPoolExecutor(n) as pool:
         offsets = list(pool.map(sync_clock, hs))
     log("lab: guest clocks set (were off by " + ", ".join(f"{o:+.3f}" for o in offsets) + " s)")
+    use_criu(hs, criu, log)
     write_hosts_file(hs)
     import_image(hs[0])
     start_workload(hs[0], spec)
@@ -546,12 +576,13 @@ def down(log=print) -> None:
     log("lab: VM lab down")
 
 
-def _guest_status(h: VmHost) -> tuple[bool, bool, list[dict[str, str]]]:
-    """(sshd answers, dockerd answers, containers) in one SSH login."""
+def _guest_status(h: VmHost) -> tuple[bool, bool, list[dict[str, str]], str]:
+    """(sshd answers, dockerd answers, containers, CRIU version) in one SSH login."""
     p = run(
         ssh_argv(
             h,
             f"test -e {GUEST_READY} || echo not-ready; "
+            f"PATH={GUEST_BIN_DIR}:$PATH criu --version 2>/dev/null | sed -n 's/^Version: /criu=/p'; "
             f"docker -H unix://{GUEST_DOCKER_SOCKET} ps -a --format '{{{{.Names}}}}\t{{{{.State}}}}'"
             " || echo docker-down",
         ),
@@ -559,23 +590,25 @@ def _guest_status(h: VmHost) -> tuple[bool, bool, list[dict[str, str]]]:
         timeout=30,
     )
     if p.returncode == 255:
-        return False, False, []
+        return False, False, [], ""
     lines = p.stdout.decode().splitlines()
     dockerd_up = "docker-down" not in lines and "not-ready" not in lines
     cs = [dict(zip(("name", "state"), ln.split("\t"), strict=False)) for ln in lines if "\t" in ln]
-    return True, dockerd_up, cs
+    criu = next((ln.removeprefix("criu=") for ln in lines if ln.startswith("criu=")), "")
+    return True, dockerd_up, cs, criu
 
 
 def status() -> dict[str, Any]:
     hs = existing_hosts()
 
-    def probe(h: VmHost) -> tuple[bool, bool, list[dict[str, str]]]:
-        return _guest_status(h) if qemu_pid(h) and KNOWN_HOSTS.exists() else (False, False, [])
+    def probe(h: VmHost) -> tuple[bool, bool, list[dict[str, str]], str]:
+        up = qemu_pid(h) and KNOWN_HOSTS.exists()
+        return _guest_status(h) if up else (False, False, [], "")
 
     with ThreadPoolExecutor(max(1, len(hs))) as pool:
         probes = list(pool.map(probe, hs))
     out_hosts = []
-    for h, (sshd_up, dockerd_up, containers) in zip(hs, probes, strict=True):
+    for h, (sshd_up, dockerd_up, containers, criu) in zip(hs, probes, strict=True):
         pid = qemu_pid(h)
         out_hosts.append(
             {
@@ -593,6 +626,7 @@ def status() -> dict[str, Any]:
                 "console_log": str(h.console_log),
                 "sshd": sshd_up,
                 "dockerd": dockerd_up,
+                "criu": criu,
                 "containers": containers,
             }
         )

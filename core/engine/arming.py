@@ -125,6 +125,7 @@ def restore_script(m: Run) -> str:
         work_dir=f"{c.dst_dir}/work",
         extra=extra + (("lazy-pages",) if lazy else ()),
         criu_conf_file=c.twin_criu_conf,
+        copy_images=c.twin_copies_images,
     )
 
 

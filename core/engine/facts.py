@@ -46,6 +46,8 @@ class Facts:
     #   host's; else its own, named by its org.criu.config annotation)
     twin_route: str = ""  # how the twin is restored (core/engine/restore_runtime.py `route`)
     twin_criu_conf: str = ""  # the twin's own CRIU file (annotation), "" on the runc.conf route
+    src_copies_images: bool = False  # CRIU < 4.2 there: a restore gets Docker's copy of the
+    twin_copies_images: bool = False  #   whole image folder (core/engine/restore.py)
     restore_lines: list[str] = field(default_factory=list)  # CRIU options its restores need
     console_pid: int = 0
     console_started: str = ""

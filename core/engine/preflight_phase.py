@@ -22,6 +22,7 @@ from core.engine.planner import choose_strategy
 from core.engine.precopy import RESTORE_ESTIMATE_S
 from core.engine.strategy import Strategy
 from core.events import Phase
+from core.models import HostFacts
 from core.journal import journal_dir, new_entry, restore_estimate, throughput_estimate
 from core.preflight import container_checks, host_report, pair_checks
 from core.ssh import HostError
@@ -53,7 +54,7 @@ async def preflight(m: Run) -> None:
             reps[1].facts.dirty_tracking,
             reps[0].facts.lazy_pages,
             reps[1].facts.lazy_pages,
-            predicted_stop_copy_s=await predicted_stop_copy_s(m),
+            predicted_stop_copy_s=await predicted_stop_copy_s(m, reps[1].facts),
             budget_s=req.downtime_budget_s,
             accept_risk=req.accept_risk,
         )
@@ -114,19 +115,22 @@ async def preflight(m: Run) -> None:
         m.ctx.src_systemd = si.get("CgroupDriver") == "systemd"
         m.ctx.src_cgroup = restore.CgroupLayout.from_info(si)
         m.ctx.dst_cgroup = restore.CgroupLayout.from_info(di)
-        engines(m, si, di, reps[1].facts.api_version)
+        engines(m, si, di, reps[0].facts, reps[1].facts)
         await watch.check(m)
 
 
-def engines(m: Run, si: dict[str, Any], di: dict[str, Any], dst_api: str) -> None:
+def engines(
+    m: Run, si: dict[str, Any], di: dict[str, Any], sf: HostFacts, df: HostFacts
+) -> None:
     """What the engines' versions decide: how the source is frozen, how the twin is
-    restored, which CRIU file runc reads for the source (core/engine/restore_runtime.py)."""
+    restored, which CRIU file runc reads for the source (core/engine/restore_runtime.py),
+    and whether Docker copies the image folder (CRIU < 4.2, core/engine/restore.py)."""
     c = m.ctx
     c.src_engine = str(si.get("ServerVersion") or "")
     c.dst_engine = str(di.get("ServerVersion") or "")
     try:
         src_new = restore_runtime.needs_restore_runtime(c.src_engine)
-        c.twin_route = restore_runtime.route(c.dst_engine, dst_api)
+        c.twin_route = restore_runtime.route(c.dst_engine, df.api_version)
     except restore_runtime.RouteError as e:
         raise MigrationError(f"engine version not understood: {e}") from None
     # A Docker >= 28 source could not be restored from its checkpoint on rollback: it is
@@ -134,6 +138,19 @@ def engines(m: Run, si: dict[str, Any], di: dict[str, Any], dst_api: str) -> Non
     # source frozen by itself (CRIU holds it until the last page has left).
     c.src_paused = src_new and not m.strategy.lazy
     c.src_criu_conf = restore_runtime.container_criu_conf(c.inspect)
+    c.src_copies_images = not restore.reads_in_place(sf.criu_version)
+    c.twin_copies_images = c.twin_route != restore_runtime.ROUTE_RUNTIME and not (
+        restore.reads_in_place(df.criu_version)
+    )
+    if c.twin_copies_images:
+        m.emit(
+            ev.Warning(
+                text=f"CRIU {df.criu_version} on {m.dst.name} cannot read the image folder in "
+                "place (that needs CRIU >= 4.2): Docker copies the whole image before the "
+                f"restore starts, about {restore.copy_cost_s(2**30):.0f} s per GiB of the "
+                "container's memory, inside the freeze"
+            )
+        )
     if (
         m.strategy.lazy
         and c.src_criu_conf != restore.CONF
@@ -170,9 +187,10 @@ def engines(m: Run, si: dict[str, Any], di: dict[str, Any], dst_api: str) -> Non
     )
 
 
-async def predicted_stop_copy_s(m: Run) -> float | None:
+async def predicted_stop_copy_s(m: Run, df: HostFacts) -> float | None:
     """A stop-and-copy freeze of this container: its memory over the throughput past
-    moves to the target streamed (100 MiB/s without any), plus the restore."""
+    moves to the target streamed (100 MiB/s without any), plus the restore, plus Docker's
+    copy of the image where the target's CRIU cannot read it in place."""
     if Strategy.of(m.req.strategy) is not Strategy.AUTO:
         return None
 
@@ -190,4 +208,8 @@ async def predicted_stop_copy_s(m: Run) -> float | None:
     if not mem:
         return None
     rate = throughput_estimate(m.dst.name, 100 * 2**20)
-    return mem / rate + restore_estimate(m.dst.name, RESTORE_ESTIMATE_S)
+    copies = df.restore_route != restore_runtime.ROUTE_RUNTIME and not restore.reads_in_place(
+        df.criu_version
+    )
+    copy = restore.copy_cost_s(mem) if copies else 0.0
+    return mem / rate + restore_estimate(m.dst.name, RESTORE_ESTIMATE_S) + copy

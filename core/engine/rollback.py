@@ -194,6 +194,7 @@ async def resume_source(m: Run) -> None:
             + criu_options.config_lines(m.req.criu_options)
             + tuple(c.restore_lines),
             criu_conf_file=own,
+            copy_images=c.src_copies_images,
         )
         await m.ops.sh(m.src, script, what="resuming from the source's checkpoint")
         await m.ops.rm(m.src, restore.checkpoint_folder(c.src_data_root, c.container_id, name))
