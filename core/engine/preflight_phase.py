@@ -22,8 +22,8 @@ from core.engine.planner import choose_strategy
 from core.engine.precopy import RESTORE_ESTIMATE_S
 from core.engine.strategy import Strategy
 from core.events import Phase
-from core.models import HostFacts
 from core.journal import journal_dir, new_entry, restore_estimate, throughput_estimate
+from core.models import HostFacts
 from core.preflight import container_checks, host_report, pair_checks
 from core.ssh import HostError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,8 @@ def _tree(root):
         for f in files + [x for x in _dirs if os.path.islink(os.path.join(d, x))]:
             p = os.path.join(d, f)
             rel = os.path.relpath(p, root)
-            out[rel] = ("->" + os.readlink(p)) if os.path.islink(p) else open(p).read()
+            islink = os.path.islink(p)
+            out[rel] = ("->" + os.readlink(p)) if islink else Path(p).read_text()
     return out
 
 
