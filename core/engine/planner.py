@@ -8,6 +8,10 @@ LXD do), and predicts how long the freeze would last if the final dump started n
 
     predicted_freeze_s = final_pages * page_size / throughput
                          + final_dump_overhead_s + restore_s
+                         [+ (every round's pages + final_pages) * page_size / copy rate]
+
+(the last term on the copy route only, where Docker copies the whole chain before the
+restore: a target whose CRIU is older than 4.2, core/engine/restore.py).
 
 It switches as soon as that fits the budget, throttles (or switches, or goes post-copy)
 when the workload dirties memory as fast as the link can carry it, and always stops at
@@ -132,6 +136,9 @@ class PlannerSettings:
     postcopy_allowed: bool = False
     final_dump_overhead_s: float = 0.0  # measured fixed cost of the final dump
     restore_s: float = 0.0  # measured (or estimated) restore time on the target
+    # The copy route (target CRIU < 4.2, core/engine/restore.py): Docker copies every
+    # round's image and the final one before the restore, at this rate. None: no copy.
+    copy_bytes_per_s: float | None = None
     bandwidth_override_bps: float | None = None  # the user's figure, if the estimate is bad
     bandwidth_window_s: float = 0.1  # shorter transfer samples are ignored
     throttle_initial: int = 20
@@ -155,6 +162,8 @@ class PlannerSettings:
             )
         if self.final_dump_overhead_s < 0 or self.restore_s < 0:
             raise ValueError("fixed costs cannot be negative")
+        if self.copy_bytes_per_s is not None and self.copy_bytes_per_s <= 0:
+            raise ValueError("copy rate must be positive")
         if self.bandwidth_override_bps is not None and self.bandwidth_override_bps <= 0:
             raise ValueError("bandwidth override must be positive")
         if self.bandwidth_window_s < 0:
@@ -294,8 +303,13 @@ class PrecopyPlanner:
             return None
         last = self._history[-1]
         s = self.settings
-        transfer = self.estimate_final_pages() * last.page_size / bandwidth
-        return transfer + s.final_dump_overhead_s + s.restore_s
+        final = self.estimate_final_pages()
+        transfer = final * last.page_size / bandwidth
+        copy = 0.0
+        if s.copy_bytes_per_s:
+            chain = sum(r.pages_written for r in self._history) + final
+            copy = chain * last.page_size / s.copy_bytes_per_s
+        return transfer + s.final_dump_overhead_s + s.restore_s + copy
 
     def observe(self, stats: RoundStats) -> Decision:
         """Record a finished round and decide what to do next."""

@@ -5,6 +5,7 @@ each judged by the planner (core/engine/planner.py), with the CPU throttle it as
 from __future__ import annotations
 
 from core import events as ev
+from core.engine import restore
 from core.engine.context import Run
 from core.engine.errors import MigrationError
 from core.engine.planner import PlannerSettings, PrecopyPlanner
@@ -28,6 +29,7 @@ async def precopy(m: Run) -> None:
                 else req.converge_policy,
                 postcopy_allowed=m.strategy is Strategy.HYBRID,
                 restore_s=restore_estimate(m.dst.name, RESTORE_ESTIMATE_S),
+                copy_bytes_per_s=restore.COPY_BYTES_PER_S if c.twin_copies_images else None,
             )
         )
 

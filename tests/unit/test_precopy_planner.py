@@ -496,3 +496,17 @@ def test_auto_picks_post_copy_only_when_its_risk_is_accepted():
     # Soft-dirty on the source: pre-copy, as before.
     assert choose_strategy("auto", True, True, True, True, predicted_stop_copy_s=9.0,
                            accept_risk=True)[0] == "pre-copy"
+
+
+def test_the_copy_route_counts_dockers_copy_of_every_round_in_the_freeze() -> None:
+    # Target CRIU < 4.2: Docker copies the rounds (2000 pages) and the final (2000) first.
+    rate = 64 * 2**20
+    settings = PlannerSettings(copy_bytes_per_s=rate, downtime_budget_s=10)
+    d = PrecopyPlanner(settings).observe(rnd(1, 2_000, transfer_s=0.12, scanned=2_100))
+    assert d.predicted_freeze_s == pytest.approx(0.12 + 4_000 * PAGE / rate)
+    plain = PrecopyPlanner(PlannerSettings(downtime_budget_s=10)).observe(
+        rnd(1, 2_000, transfer_s=0.12, scanned=2_100)
+    )
+    assert plain.predicted_freeze_s == pytest.approx(0.12)
+    with pytest.raises(ValueError):
+        PlannerSettings(copy_bytes_per_s=0)
