@@ -13,6 +13,7 @@ from core.engine.strategy import Strategy
 from core.fleet import Fleet
 from core.inventory import containers, host_status
 from core.journal import JournalEntry
+from core.k8s.pod_run import PodRun, is_pod_request, move_targets
 from core.models import CheckResult, ContainerInfo, HostState, HostStatus, MigrationRequest
 from core.preflight import container_checks, host_report, pair_checks
 
@@ -58,8 +59,15 @@ class LiveBackend:
             )
         return out
 
-    def migrate(self, request: MigrationRequest) -> Migration:
+    def migrate(self, request: MigrationRequest) -> Migration | PodRun:
+        """A Docker move, or a pod move (a pod row's id: core/k8s/pod_run.py)."""
+        if is_pod_request(request):
+            return PodRun(self.inventory, request)
         return Migration(self.fleet, request)
+
+    def pod_targets(self, pod: ContainerInfo) -> list[str]:
+        """The hosts of the other nodes of a pod's cluster: where the console may move it."""
+        return move_targets(self.inventory, pod.id, pod.host)
 
     def history(self) -> list[JournalEntry]:
         return journal.load_all()

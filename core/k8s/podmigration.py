@@ -176,22 +176,21 @@ POD_ID_PREFIX = "pod:"
 
 def pod_info(inv: Inventory, row: PodRow) -> ContainerInfo:
     """A pod as a row of the console's container list, on the host that reaches its
-    node. The console does not move pods itself: why_not says why the pod cannot move,
-    or the command that moves it."""
+    node: movable, or why_not says why it cannot move (the console moves it through
+    core/k8s/pod_run.py)."""
     try:
         host = inv.cluster(row.cluster).nodes.get(row.node, row.node)
     except ConfigError:
         host = row.node
     label = f"{row.namespace}/{row.name}"
-    how = f"pod: `ferryman migrate {row.name} -n {row.namespace} --to NODE` moves it"
     return ContainerInfo(
         host=host,
         id=f"{POD_ID_PREFIX}{row.cluster}/{label}",
         name=label,
         image=f"pod, {row.containers} container(s)",
         state=row.phase.lower(),
-        migratable=False,
-        why_not=f"pod: {row.why_not}" if row.why_not else how,
+        migratable=not row.why_not,
+        why_not=f"pod: {row.why_not}" if row.why_not else "",
     )
 
 

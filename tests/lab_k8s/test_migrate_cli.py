@@ -403,7 +403,7 @@ def test_sigterm_mid_move_rolls_back(lab):
 
 def test_console_lists_pods_per_node_with_why_they_cannot_move(lab):
     """The console's container list has a row for each pod, on its node's host, with why
-    it cannot move there (a controller's pod) or the command that moves it."""
+    it cannot move (a controller's pod), or a ✓ where it can."""
     import asyncio
 
     from core import config
@@ -444,6 +444,84 @@ def test_console_lists_pods_per_node_with_why_they_cannot_move(lab):
     got = asyncio.run(rows())
     by_name = {r[1]: r for r in got}
     assert by_name["default/counter"][0] == NODES[0].node_name
-    assert "ferryman migrate counter -n default --to NODE" in by_name["default/counter"][-1]
+    assert by_name["default/counter"][-1] == "✓"  # movable: `m` moves it
     assert by_name["default/web-1"][0] == NODES[1].node_name
     assert "owned by ReplicaSet web" in by_name["default/web-1"][-1]
+
+
+def test_the_console_moves_a_pod_live(lab, monkeypatch):
+    """`m` on a pod row, the target node, Enter: the live view follows the move through
+    its phases and the freeze to the result; the pod runs on node2 alone, counting on."""
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from core import config
+    from core.events import MigrationSucceeded, PhaseStarted
+    from core.live import LiveBackend
+    from lab.k8s import prove
+    from lab.k8s.layout import HOSTS_FILE, NODES
+    from tui.app import FerrymanApp
+    from tui.screens.migration import MigrationScreen
+    from tui.screens.pod_dialog import PodMoveDialog
+
+    cluster, state = lab
+    monkeypatch.setenv("FERRYMAN_STATE_DIR", str(state))
+    c = cluster.admin()
+    n1, n2 = NODES
+    fresh_counter(c)
+    before = prove.last_heartbeat(c, "counter")
+
+    async def move() -> tuple[list, str]:
+        app = FerrymanApp(LiveBackend(config.load(HOSTS_FILE)))
+        async with app.run_test(size=(200, 45)) as pilot:
+            t = app.screen.query_one("#containers", DataTable)
+            for _ in range(120):
+                await pilot.pause(0.5)
+                names = [str(t.get_row_at(i)[1]) for i in range(t.row_count)]
+                if "default/counter" in names:
+                    break
+            t.move_cursor(row=names.index("default/counter"))
+            await pilot.press("m")
+            for _ in range(20):
+                await pilot.pause(0.2)
+                if isinstance(app.screen, PodMoveDialog):
+                    break
+            dialog = app.screen
+            assert isinstance(dialog, PodMoveDialog), app.screen
+            assert dialog.targets == [n2.node_name]
+            await pilot.press("enter")
+            for _ in range(20):
+                await pilot.pause(0.2)
+                if isinstance(app.screen, MigrationScreen):
+                    break
+            view = app.screen
+            assert isinstance(view, MigrationScreen), app.screen
+            for _ in range(600):
+                await pilot.pause(0.2)
+                if view.progress.finished:
+                    break
+            assert view.progress.finished, "the live view saw no result in 120 s"
+            await pilot.pause(0.5)
+            result = str(view.query_one("#result").render())
+            return list(view.recorded), result
+
+    events, result = asyncio.run(move())
+    phases = [e.phase for e in events if isinstance(e, PhaseStarted)]
+    for ph in ("preflight", "checkpoint", "restore", "commit"):
+        assert ph in phases, phases
+    done = events[-1]
+    assert isinstance(done, MigrationSucceeded), done
+    assert done.freeze_s > 0
+    assert "fk-node2" in result, result
+
+    assert pods_on(c, n1.node_name) == []
+    [restored] = pods_on(c, n2.node_name)
+    time.sleep(1.5)
+    beats = heartbeats(c, restored)
+    assert beats[-1] > before[0] + 2, beats[-5:]
+    for h in NODES:
+        assert paused_tasks(h) == [] and leftovers(h) == {"tars": [], "images": []}, h.node_name
+    entry = max(history(state), key=lambda e: e["started"])
+    assert entry["container"] == "default/counter" and entry["result"] == "succeeded"
+    assert entry["running_on"] == n2.node_name

@@ -301,7 +301,7 @@ class HostsScreen(ReportsWorkerErrors, Screen):
 
     def selected_container(self) -> ContainerInfo | None:
         key = self.selected_key()
-        for cs in self.containers.values():
+        for cs in [*self.containers.values(), *self.pods.values()]:
             for c in cs:
                 if container_key(c) == key:
                     return c
@@ -357,7 +357,7 @@ class HostsScreen(ReportsWorkerErrors, Screen):
             self.notify("No container selected", severity="warning")
             return
         if is_pod(c):
-            self.notify(inert(f"{c.name}: {c.why_not}"), severity="warning", markup=False)
+            self.open_pod_dialog(c)
             return
         host = self.hosts.get(c.host)
         if host is None or host.state != HostState.UP:
@@ -373,6 +373,37 @@ class HostsScreen(ReportsWorkerErrors, Screen):
             self.notify(inert(f"{c.name}: {busy}"), severity="warning", markup=False)
             return
         self.open_dialog(c)
+
+    def open_pod_dialog(self, c: ContainerInfo) -> None:
+        """A pod: the other nodes of its cluster, and a yes (tui/screens/pod_dialog.py)."""
+        from tui.screens.pod_dialog import PodMoveDialog
+
+        if not c.migratable:
+            self.notify(inert(f"{c.name}: {c.why_not}"), severity="warning", markup=False)
+            return
+        busy = self.busy(c)
+        if busy:
+            self.notify(inert(f"{c.name}: {busy}"), severity="warning", markup=False)
+            return
+        targets_of = getattr(self.app.backend, "pod_targets", None)  # type: ignore[attr-defined]
+        try:
+            targets = targets_of(c) if targets_of is not None else []
+        except (ValueError, KeyError) as e:  # a cluster the hosts file lost: ConfigError
+            targets = []
+            self.notify(inert(f"{c.name}: {e}"), severity="error", markup=False)
+        if not targets:
+            self.notify(
+                inert(f"{c.name}: its cluster has no other node to move it to"),
+                severity="warning",
+                markup=False,
+            )
+            return
+
+        def chosen(request: MigrationRequest | None) -> None:
+            if request is not None:
+                self.app.start_migration(request)  # type: ignore[attr-defined]
+
+        self.app.push_screen(PodMoveDialog(c, targets), chosen)
 
     def open_dialog(self, c: ContainerInfo, target: str | None = None) -> None:
         from tui.screens.migrate_dialog import MigrateDialog
