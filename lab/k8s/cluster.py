@@ -814,7 +814,6 @@ def node_up(h: Host) -> None:
         f'server = "http://{REGISTRY}"\n\n[host."http://{REGISTRY}"]\n'
         '  capabilities = ["pull", "resolve", "push"]\n  skip_verify = true\n'
     )
-    (h.state / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(h), sort_keys=False))
     kubeconfig(f"system:node:{h.node_name}", f"{h.name}-client", h.state / "kubeconfig")
 
     daemon(
@@ -839,6 +838,17 @@ def node_up(h: Host) -> None:
     )
     ctr = ns(h, [str(PREFIX / "usr/bin/ctr"), "--address", str(h.containerd_socket), "version"])
     wait(f"{h.name}: containerd", lambda: ok(ctr), 60, h.state / "containerd.log")
+    kubelet_up(h)
+    sshd_up(h)
+
+
+def kubelet_up(h: Host, *, checkpoint_gate: bool = True) -> None:
+    """The node's kubelet, with its configuration written first. `checkpoint_gate=False`:
+    the ContainerCheckpoint feature gate off, as on a cluster that disabled it (the lab's
+    tests restart a kubelet so; its pods keep running meanwhile)."""
+    conf = kubelet_config(h)
+    conf["featureGates"] = {"ContainerCheckpoint": checkpoint_gate}
+    (h.state / "kubelet.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
     daemon(
         h,
         "kubelet",
@@ -862,7 +872,11 @@ def node_up(h: Host) -> None:
             ],
         ),
     )
-    sshd_up(h)
+
+
+def restart_kubelet(h: Host, *, checkpoint_gate: bool = True) -> None:
+    stop(h, "kubelet")
+    kubelet_up(h, checkpoint_gate=checkpoint_gate)
 
 
 def sshd_up(h: Host) -> None:

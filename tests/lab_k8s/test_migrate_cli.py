@@ -525,3 +525,109 @@ def test_the_console_moves_a_pod_live(lab, monkeypatch):
     entry = max(history(state), key=lambda e: e["started"])
     assert entry["container"] == "default/counter" and entry["result"] == "succeeded"
     assert entry["running_on"] == n2.node_name
+
+
+def _refused_and_nothing_changed(c, state, *, expect: str) -> None:
+    from lab.k8s.layout import NODES
+
+    pods, journal = all_pods(c), history(state)
+    p = cli(state, "migrate", "counter", "-n", "default", "--to", NODES[1].node_name)
+    assert p.returncode != 0, p.stdout
+    assert expect in p.stdout + p.stderr, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr
+    assert all_pods(c) == pods
+    assert paused_tasks(NODES[0]) == []
+    for h in NODES:
+        assert leftovers(h) == {"tars": [], "images": []}, h.node_name
+    new = [e for e in history(state) if e not in journal]
+    assert all(e["result"] != "succeeded" for e in new), new
+
+
+def _poll(c, path: str, cond, timeout: float = 90) -> None:
+    """Until `cond` holds for the object at `path`; a kubelet that is restarting does not
+    answer through the API server's proxy meanwhile (503): tried again."""
+    from core.k8s.api import KubeError
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if cond(c.get(path)):
+                return
+        except KubeError as e:
+            last = e
+        time.sleep(0.5)
+    raise AssertionError(f"{path}: not as wanted within {timeout:.0f} s ({last})")
+
+
+def _wait_node_ready(c, node: str, ready: bool = True) -> None:
+    from core.k8s.api import node_ready
+
+    _poll(c, f"/api/v1/nodes/{node}", lambda n: node_ready(n) is ready)
+
+
+def test_a_source_kubelet_with_the_checkpoint_gate_off_is_refused(lab):
+    """The source node's kubelet restarted with ContainerCheckpoint off (its pods run on):
+    the move is refused in preflight, naming the gate and the fix; nothing changes."""
+    from lab.k8s.layout import NODES
+
+    cluster, state = lab
+    c = cluster.admin()
+    n1 = NODES[0]
+    fresh_counter(c)
+    configz = f"/api/v1/nodes/{n1.node_name}/proxy/configz"
+
+    def gate(doc) -> bool:
+        return bool(doc["kubeletconfig"]["featureGates"].get("ContainerCheckpoint"))
+
+    cluster.restart_kubelet(n1, checkpoint_gate=False)
+    try:
+        _poll(c, configz, lambda d: not gate(d))
+        _wait_node_ready(c, n1.node_name)
+        _refused_and_nothing_changed(c, state, expect="ContainerCheckpoint feature gate is off")
+        before = prove_beat(c)
+        time.sleep(1.2)
+        assert prove_beat(c) > before  # the pod ran on through it all
+    finally:
+        cluster.restart_kubelet(n1, checkpoint_gate=True)
+        _poll(c, configz, gate)
+        _wait_node_ready(c, n1.node_name)
+
+
+def prove_beat(c) -> int:
+    from lab.k8s import prove
+
+    beat = prove.last_heartbeat(c, "counter")
+    assert beat is not None
+    return beat[0]
+
+
+def test_a_target_node_not_ready_or_cordoned_is_refused(lab):
+    """The target's kubelet stopped and its node marked NotReady (as the node lifecycle
+    controller does once its lease runs out; the lab runs no controller manager), then
+    the node cordoned: each refused in preflight, nothing changed."""
+    from lab.k8s.layout import NODES
+
+    cluster, state = lab
+    c = cluster.admin()
+    n2 = NODES[1]
+    fresh_counter(c)
+    node = f"/api/v1/nodes/{n2.node_name}"
+    cluster.stop(n2, "kubelet")
+    try:
+        conds = [
+            x if x["type"] != "Ready" else {**x, "status": "False", "reason": "KubeletStopped"}
+            for x in c.get(node)["status"]["conditions"]
+        ]
+        c.merge_patch(f"{node}/status", {"status": {"conditions": conds}})
+        _wait_node_ready(c, n2.node_name, ready=False)
+        _refused_and_nothing_changed(c, state, expect="not Ready (KubeletStopped)")
+    finally:
+        cluster.kubelet_up(n2)
+        _wait_node_ready(c, n2.node_name)
+
+    c.merge_patch(node, {"spec": {"unschedulable": True}})
+    try:
+        _refused_and_nothing_changed(c, state, expect="cordoned (spec.unschedulable)")
+    finally:
+        c.merge_patch(node, {"spec": {"unschedulable": False}})
