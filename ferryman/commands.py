@@ -418,6 +418,10 @@ async def recover(inv: Inventory, args: argparse.Namespace) -> None:
                     continue
             try:
                 where = await recovery.apply(be.fleet, entry, p, lambda t: print(f"    {t}"))
+            except recovery.RecoveryBusy as e:
+                print(f"  not done: {e}", file=sys.stderr)
+                failed = True
+                continue
             except Exception as e:  # noqa: BLE001
                 print(
                     f"  failed: {e}; the journal entry stays open, run recover again",

@@ -22,8 +22,10 @@ runs: rolling back or finishing removes them too.
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,8 +213,56 @@ async def plan(fleet: Fleet, entry: JournalEntry) -> Plan:
     return Plan("nothing", "nothing of this migration is left to recover")
 
 
+class RecoveryBusy(RuntimeError):
+    """Another `ferryman recover` (or console) of this machine is carrying out a plan."""
+
+
+RECOVER_LOCK = "recover.lock"
+
+
+@contextmanager
+def one_recovery_at_a_time() -> Iterator[None]:
+    """The journal folder's recovery lock, not waited for: two recoveries of the same
+    entry at once (two `ferryman recover`, or one and a console) would both act on the
+    plan each made before the other began: resume a source twice, or stop a twin the
+    other one just finished with. The second is told, and nothing is done twice."""
+    d = journal.journal_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / RECOVER_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecoveryBusy(
+                "another `ferryman recover` (or a console's recovery) is carrying out a plan "
+                "on this machine now: wait for it to end, then run `ferryman recover` again "
+                "to see what is left"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def still_unfinished(entry: JournalEntry) -> JournalEntry | None:
+    """The entry as the journal holds it now, if it still waits for recovery."""
+    return next((e for e in journal.unfinished() if e.migration_id == entry.migration_id), None)
+
+
 async def apply(fleet: Fleet, entry: JournalEntry, p: Plan, log: Callable[[str], None]) -> str:
-    """Carry out `p` with the engine's own steps; returns where the container runs."""
+    """Carry out `p` with the engine's own steps, under the recovery lock; returns where
+    the container runs. An entry another recovery ended meanwhile is left as it is."""
+    with one_recovery_at_a_time():
+        now = still_unfinished(entry)
+        if now is None:
+            done = next(
+                (e for e in journal.load_all() if e.migration_id == entry.migration_id), entry
+            )
+            log(f"already {done.result} (by another recovery): nothing done")
+            return done.running_on
+        return await _apply(fleet, entry, p, log)
+
+
+async def _apply(fleet: Fleet, entry: JournalEntry, p: Plan, log: Callable[[str], None]) -> str:
     m = await _migration(fleet, entry, log)
     if p.action == "finish":
         await finish.give_twin_its_policy(m)

@@ -8,14 +8,16 @@ on real hosts.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import engine, sshd
-from lab.layout import LabHost
+from lab.layout import HOSTS_FILE, WORKLOAD, LabHost
 
 FAILING_TOOL = '#!/bin/sh\necho "lab fault: {tool} fails on purpose ($*)" >&2\nexit 1\n'
 
@@ -154,3 +156,32 @@ def make(kind: str, h1: LabHost, h2: LabHost) -> Fault:
         "target dockerd restarts": lambda: DockerdRestart(kind, h2),
     }
     return table[kind]()
+
+
+def move_and_signal_console(at: str, sig: int = signal.SIGKILL) -> str:
+    """`ferryman migrate` of the workload in a process of its own, sent `sig` the moment
+    phase `at` starts; returns the migration's id."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", WORKLOAD,
+         "--to", "host2", "--strategy", "stop-and-copy", "--json"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    mid = ""
+    assert p.stdout is not None
+    for line in p.stdout:
+        e = json.loads(line)
+        if e["kind"] == "migration_started":
+            mid = e["migration_id"]
+        if e["kind"] == "phase_started" and e["phase"] == at:
+            os.kill(p.pid, sig)
+            break
+    else:
+        raise AssertionError(f"the migration ended before {at}")
+    for _ in p.stdout:  # a console that handles the signal rolls back first
+        pass
+    p.wait(timeout=120)
+    if sig == signal.SIGKILL:
+        assert p.returncode == -signal.SIGKILL, f"the migration ended before {at}"
+    else:
+        assert p.returncode == 130, f"exit status {p.returncode} after signal {sig}"
+    return mid

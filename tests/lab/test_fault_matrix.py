@@ -19,16 +19,13 @@ The rows that need soft-dirty (a pre-copy round) or lazy pages run on the VM lab
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from core import journal
-from lab.layout import HOSTS_FILE, WORKLOAD
+from lab.layout import WORKLOAD
 from tests.lab import faults
 from tests.lab.conftest import (
     counters_continue,
@@ -61,33 +58,6 @@ SIGNALLED = {"console killed": signal.SIGKILL, "console SIGTERM": signal.SIGTERM
 ROWS: list[dict] = []
 
 
-def _move_and_kill_console(at: str, sig: int = signal.SIGKILL) -> str:
-    p = subprocess.Popen(
-        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", WORKLOAD,
-         "--to", "host2", "--strategy", "stop-and-copy", "--json"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    mid = ""
-    assert p.stdout is not None
-    for line in p.stdout:
-        e = json.loads(line)
-        if e["kind"] == "migration_started":
-            mid = e["migration_id"]
-        if e["kind"] == "phase_started" and e["phase"] == at:
-            os.kill(p.pid, sig)
-            break
-    else:
-        raise AssertionError(f"the migration ended before {at}")
-    for _ in p.stdout:  # a console that handles the signal rolls back first
-        pass
-    p.wait(timeout=120)
-    if sig == signal.SIGKILL:
-        assert p.returncode == -signal.SIGKILL, f"the migration ended before {at}"
-    else:
-        assert p.returncode == 130, f"exit status {p.returncode} after signal {sig}"
-    return mid
-
-
 def _entry(mid: str) -> journal.JournalEntry:
     return next(e for e in journal.load_all() if e.migration_id == mid)
 
@@ -111,7 +81,7 @@ def test_fault(lab_hosts, workload_on_host1, fault, phase):
     leftovers: list[str] = []
     try:
         if fault in SIGNALLED:
-            mid = _move_and_kill_console(phase, SIGNALLED[fault])
+            mid = faults.move_and_signal_console(phase, SIGNALLED[fault])
         else:
             def inject(m, at):
                 if fault == "user aborts":
