@@ -7,6 +7,7 @@ Location: $FERRYMAN_STATE_DIR, else $XDG_STATE_HOME/ferryman, else ~/.local/stat
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -110,9 +111,39 @@ class JournalEntry:
         elif isinstance(ev, RollbackFinished):
             self.running_on = ev.running_on
 
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(f".{self.migration_id}.reserve")
+
     def save(self) -> None:
-        """Durably: a temporary file of this process's own, flushed to disk, renamed over
-        the entry, and the folder flushed, so a crash leaves the old entry or the new one."""
+        """Durably (`_write`). While the migration is unfinished, RESERVE_BYTES of the
+        folder's disk are kept in a file of its own; a write that finds the disk full
+        (the console's disk filled during the move) gives that space up and writes again,
+        so the entry that recovery needs still says how the move ended. The reserve goes
+        once the entry is final."""
+        try:
+            self._write()
+        except OSError as e:
+            if e.errno != errno.ENOSPC or not self.reserve_path.exists():
+                raise
+            self.reserve_path.unlink()
+            self._write()
+        if self.result in UNFINISHED:
+            if not self.reserve_path.exists():
+                try:
+                    fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+                    try:
+                        os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    self.reserve_path.unlink(missing_ok=True)  # no room: none kept
+        else:
+            self.reserve_path.unlink(missing_ok=True)
+
+    def _write(self) -> None:
+        """A temporary file of this process's own, flushed to disk, renamed over the
+        entry, and the folder flushed, so a crash leaves the old entry or the new one."""
         p = self.path
         p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -133,6 +164,10 @@ class JournalEntry:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+UNFINISHED = ("running", "in doubt", "incomplete")  # results recovery still acts on
+RESERVE_BYTES = 1 << 20  # kept on the journal's disk per unfinished migration (save)
 
 
 def new_entry(start: MigrationStarted) -> JournalEntry:
@@ -174,7 +209,7 @@ def unfinished() -> list[JournalEntry]:
     return [
         e
         for e in load_all()
-        if e.result in ("running", "in doubt", "incomplete") and e.kind != "pod"
+        if e.result in UNFINISHED and e.kind != "pod"
     ]
 
 
@@ -184,7 +219,7 @@ def unfinished_pods() -> list[JournalEntry]:
     return [
         e
         for e in load_all()
-        if e.result in ("running", "in doubt", "incomplete") and e.kind == "pod"
+        if e.result in UNFINISHED and e.kind == "pod"
     ]
 
 

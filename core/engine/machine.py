@@ -350,8 +350,14 @@ class Migration:
         await self.lock.release(self.ctx.container_id)
 
     def keep_log(self, name: str, text: str) -> str:
-        d = journal_dir() / self.id
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        p = d / name
-        p.write_text(text)
+        """Keep a log beside the journal; "" when it cannot be written (the console's
+        disk full): said, and never in the way of the rollback that asked for it."""
+        try:
+            d = journal_dir() / self.id
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            p = d / name
+            p.write_text(text)
+        except OSError as e:
+            self._q.put_nowait(ev.Warning(text=f"{name} could not be kept ({e})"))
+            return ""
         return str(p)

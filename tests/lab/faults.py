@@ -131,6 +131,40 @@ class DiskFull(Fault):
         self.mounted.clear()
 
 
+class ConsoleDiskFull(Fault):
+    """The console's state folder (the journal, the kept CRIU logs) on a small file system
+    of its own for the row, filled up when injected: journal writes fail with ENOSPC from
+    then on. `FERRYMAN_STATE_DIR` points there for the row (this process's engine and the
+    `ferryman recover` it may run); `release()` unmounts it once the row is judged."""
+
+    SIZE_MIB = 8
+
+    def prepare(self, base: Path) -> Path:
+        d = base / "console-state"
+        d.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.SIZE_MIB}m,mode=0700", "fmconsole", str(d)],
+            check=True,
+        )
+        self.mounted.append(d)
+        return d
+
+    def inject(self) -> None:
+        (d,) = self.mounted
+        st = os.statvfs(d)
+        with open(d / "filler", "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize)
+
+    def heal(self) -> None:
+        for d in self.mounted:
+            (d / "filler").unlink(missing_ok=True)
+
+    def release(self) -> None:
+        for d in self.mounted:
+            subprocess.run(["umount", "-l", str(d)], check=False)
+        self.mounted.clear()
+
+
 class DockerdRestart(Fault):
     def inject(self) -> None:
         assert self.host is not None
@@ -154,6 +188,7 @@ def make(kind: str, h1: LabHost, h2: LabHost) -> Fault:
         "source runc fails": lambda: FailingTool(kind, h1, "runc"),
         "target runc fails": lambda: FailingTool(kind, h2, "runc"),
         "target dockerd restarts": lambda: DockerdRestart(kind, h2),
+        "console disk full": lambda: ConsoleDiskFull(kind),
     }
     return table[kind]()
 

@@ -47,6 +47,7 @@ FAULTS = [
     "source runc fails",
     "target runc fails",
     "target dockerd restarts",
+    "console disk full",
     "user aborts",
     "console killed",
     "console SIGTERM",
@@ -72,12 +73,15 @@ def fresh_images_folders(lab_hosts):
 
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("fault", FAULTS)
-def test_fault(lab_hosts, workload_on_host1, fault, phase):
+def test_fault(lab_hosts, workload_on_host1, fault, phase, monkeypatch, tmp_path, request):
     h1, h2 = lab_hosts
     before = heartbeats(h1, WORKLOAD)[-1][0]
     f = None if fault in (*IN_PROCESS, *SIGNALLED) else faults.make(fault, h1, h2)
     if isinstance(f, faults.DiskFull):
         f.prepare()
+    if isinstance(f, faults.ConsoleDiskFull):
+        monkeypatch.setenv("FERRYMAN_STATE_DIR", str(f.prepare(tmp_path)))
+        request.addfinalizer(f.release)
     leftovers: list[str] = []
     try:
         if fault in SIGNALLED:

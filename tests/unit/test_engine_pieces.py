@@ -143,7 +143,8 @@ def test_journal_saves_durably_and_reports_unreadable_entries(tmp_path, monkeypa
     e.save()
     e.save()
     d = journal.journal_dir()
-    assert sorted(p.name for p in d.iterdir()) == ["m1.json"]  # no temporary file left
+    # no temporary file left (the reserve of an unfinished entry: core/journal.py)
+    assert sorted(p.name for p in d.iterdir() if p.name != ".m1.reserve") == ["m1.json"]
     (d / "m2.json").write_text('{"migration_id": "m2", "cont')  # cut short by a crash
     entries, broken = journal.load()
     assert [x.migration_id for x in entries] == ["m1"]

@@ -15,9 +15,11 @@ from core.engine import recovery
 def test_a_second_recovery_is_told_and_waits_for_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("FERRYMAN_STATE_DIR", str(tmp_path))
     with recovery.one_recovery_at_a_time():
-        with pytest.raises(recovery.RecoveryBusy, match="another `ferryman recover`"):
-            with recovery.one_recovery_at_a_time():
-                pass
+        with (
+            pytest.raises(recovery.RecoveryBusy, match="another `ferryman recover`"),
+            recovery.one_recovery_at_a_time(),
+        ):
+            pass
         # another process too (flock is per open file, across processes)
         probe = (
             "from core.engine import recovery\n"
