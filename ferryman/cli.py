@@ -70,7 +70,7 @@ def _main(argv: list[str] | None = None) -> None:
         choices=["4.2", "3.17"],
         default=None,
         help="with --vm: the CRIU the guests run, the lab's 4.2.1 (default) or Debian 12's own "
-        "3.17.1 (lab/setup/install-criu-debian12.sh); guests already up switch",
+        "3.17.1 (lab/setup/install-criu-debian.sh 12); guests already up switch",
     )
     vm_help = "the VM lab: QEMU guests with Debian's kernel (soft-dirty, lazy pages)"
     up.add_argument("--vm", action="store_true", help=vm_help)

@@ -61,10 +61,10 @@ GUEST_DATA_ROOT = "/srv/ferryman/docker"
 GUEST_IMAGES_DIR = "/srv/ferryman/images"
 GUEST_BIN_DIR = "/run/ferryman/bin"
 GUEST_READY = "/run/ferryman/ready"
-# Debian 12's own CRIU (lab/setup/install-criu-debian12.sh), which guests may run instead
+# Debian 12's own CRIU (lab/setup/install-criu-debian.sh 12), which guests may run instead
 # of the lab's 4.2 (`ferryman lab up --vm --criu 3.17`).
 CRIU_317 = "/opt/ferryman/criu-3.17/criu"
-INSTALL_CRIU_317 = Path(__file__).parent / "setup" / "install-criu-debian12.sh"
+INSTALL_CRIU = Path(__file__).parent / "setup" / "install-criu-debian.sh"
 CRIU_CHOICES = ("4.2", "3.17")
 
 
@@ -470,10 +470,10 @@ def use_criu(hs: list[VmHost], which: str, log=print) -> None:
     if which not in CRIU_CHOICES:
         raise LabError(f"--criu {which}: choose one of {', '.join(CRIU_CHOICES)}")
     if which == "3.17":
-        if run(["bash", str(INSTALL_CRIU_317), "--check"], check=False).returncode != 0:
+        if run(["bash", str(INSTALL_CRIU), "12", "--check"], check=False).returncode != 0:
             raise LabError(
                 f"Debian 12's CRIU 3.17.1 is not in {CRIU_317}: run "
-                f"`bash {INSTALL_CRIU_317}` (or lab/setup/install-deps.sh) first"
+                f"`bash {INSTALL_CRIU} 12` (or lab/setup/install-deps.sh) first"
             )
         line = f"ln -sfn {shlex.quote(CRIU_317)} {GUEST_BIN_DIR}/criu"
     else:

@@ -56,9 +56,11 @@ class CgroupLayout:
 
 
 # Docker's own copy of a checkpoint folder (tar into containerd, untar into the task's
-# work folder) before `docker start --checkpoint` hands it to runc: 4.0 s for 256 MiB,
-# measured on Docker 20.10 (the lab's namespace hosts).
-COPY_BYTES_PER_S = 64 * 2**20
+# work folder) before `docker start --checkpoint` hands it to runc, measured on Docker
+# 20.10 (the lab's namespace hosts), 64 MiB workload: restores took 2.27-2.63 s with
+# Debian 13's CRIU 4.1.1 on this route against 0.80-0.90 s in place with 4.2.1, about
+# 1.6 s more for 64 MiB (Docker's copy alone took 4.0 s for 256 MiB by hand).
+COPY_BYTES_PER_S = 40 * 2**20
 IN_PLACE_CRIU = (4, 2)  # CRIU from which runc's file may name the images folder
 
 

@@ -7,8 +7,8 @@
 #   - CRIU 4.2.x from Debian sid, unpacked into a private prefix (never installed
 #     over the system's libc) and run through its own loader by a wrapper at
 #     /usr/local/sbin/criu, so runc (and so Docker) finds it.
-#   - Debian 12's own CRIU 3.17.1 in /opt/ferryman/criu-3.17 (install-criu-debian12.sh),
-#     for VM-lab guests that run it (`ferryman lab up --vm --criu 3.17`).
+#   - Debian 12's own CRIU 3.17.1 and Debian 13's 4.1.1 in /opt/ferryman/criu-3.17 and
+#     criu-4.1 (install-criu-debian.sh), for lab hosts that run them.
 #   - Docker 28.5.2 with containerd 2.1 and runc 1.3 (lab hosts made with
 #     `ferryman lab up --engine 28`), unpacked into /opt/ferryman/engine-28 by
 #     install-engine28.sh, its .debs cached in /var/cache/ferryman/engine-28.
@@ -117,9 +117,11 @@ if ! ls "$VMKERNEL"/boot/vmlinuz-* >/dev/null 2>&1 || [ ! -f "$VMKERNEL/.complet
 fi
 log "VM kernel: $(cat "$VMKERNEL/.complete")"
 
-# Debian 12's own CRIU 3.17.1 in a private prefix, for VM-lab guests that run it
-# (`ferryman lab up --vm --criu 3.17`); never on this machine's PATH.
-bash "$(dirname "$0")/install-criu-debian12.sh" | sed 's/^install-criu-debian12: /install-deps: /'
+# Debian 12's and Debian 13's own CRIU (3.17.1, 4.1.1) in private prefixes, for lab hosts
+# that run them (the copy route); never on this machine's PATH.
+for rel in 12 13; do
+  bash "$(dirname "$0")/install-criu-debian.sh" "$rel" | sed 's/^install-criu-debian: /install-deps: /'
+done
 
 # Docker 28 in its own prefix (after CRIU: its runc uses the libc CRIU's prefix holds).
 bash "$(dirname "$0")/install-engine28.sh" | sed 's/^install-engine28: /install-deps: engine 28: /'

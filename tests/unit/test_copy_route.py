@@ -111,5 +111,5 @@ def test_a_plain_image_is_copied_without_a_pre_folder(tmp_path):
 
 
 def test_the_copy_costs_what_dockers_copy_was_measured_at():
-    assert restore.copy_cost_s(256 * 2**20) == pytest.approx(4.0)
+    assert restore.copy_cost_s(64 * 2**20) == pytest.approx(1.6)
     assert restore.copy_cost_s(0) == 0
