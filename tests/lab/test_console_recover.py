@@ -10,7 +10,7 @@ from core.live import LiveBackend
 from lab.layout import HOSTS_FILE, WORKLOAD
 from tests.functional.test_console import hosts_ready, wait_until
 from tests.lab.conftest import counters_continue, exists, ferryman, heartbeats, running
-from tests.lab.test_fault_matrix import _move_and_kill_console
+from tests.lab.faults import move_and_signal_console
 from tui.app import FerrymanApp
 from tui.screens.recover import RecoverScreen
 
@@ -18,7 +18,7 @@ from tui.screens.recover import RecoverScreen
 async def test_the_console_offers_recovery_and_carries_it_out(lab_hosts, workload_on_host1):
     h1, h2 = lab_hosts
     before = heartbeats(h1, WORKLOAD)[-1][0]
-    mid = _move_and_kill_console("transfer")  # frozen, its memory streamed to host2
+    mid = move_and_signal_console("transfer")  # frozen, its memory streamed to host2
     assert not running(h1, WORKLOAD) and not running(h2, WORKLOAD)
     app = FerrymanApp(LiveBackend(load(HOSTS_FILE)), refresh_s=0)
     async with app.run_test(size=(140, 45)) as pilot:
