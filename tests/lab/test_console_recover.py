@@ -22,7 +22,8 @@ async def test_the_console_offers_recovery_and_carries_it_out(lab_hosts, workloa
     assert not running(h1, WORKLOAD) and not running(h2, WORKLOAD)
     app = FerrymanApp(LiveBackend(load(HOSTS_FILE)), refresh_s=0)
     async with app.run_test(size=(140, 45)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, RecoverScreen), timeout=60,
+        await wait_until(pilot, lambda: isinstance(app.screen, RecoverScreen)
+                         and bool(app.screen.query("#recover-message")), timeout=60,
                          what="the recovery offer")
         msg = str(app.screen.query_one("#recover-message").render())
         assert mid in msg and "resumed on host1" in msg

@@ -23,6 +23,8 @@ from tui.format import inert_text
 class RecoverScreen(ModalScreen[bool]):
     """Dismisses with True when recovery ran (the hosts should be listed again)."""
 
+    AUTO_FOCUS = "#later"  # "Later" has the focus: nothing happens on a stray Enter
+
     DEFAULT_CSS = """
     RecoverScreen { align: center middle; }
     RecoverScreen > #recover {
@@ -58,7 +60,12 @@ class RecoverScreen(ModalScreen[bool]):
             yield RichLog(id="recover-log", wrap=True, markup=False)
             with Horizontal(id="recover-buttons"):
                 yield Button("Later (n)", id="later")
-                yield Button("Recover (y)", id="yes", variant="warning")
+                yield Button(
+                    "Recover (y)",
+                    id="yes",
+                    variant="warning",
+                    disabled=not any(it.plan.to_do for it in self.items),
+                )
 
     def describe(self) -> Text:
         t = Text()
@@ -75,11 +82,6 @@ class RecoverScreen(ModalScreen[bool]):
         else:
             t.append("\nRecover now? (the same as `ferryman recover --yes`)", style="bold")
         return t
-
-    def on_mount(self) -> None:
-        self.query_one("#later", Button).focus()
-        if not any(it.plan.to_do for it in self.items):
-            self.query_one("#yes", Button).disabled = True
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
