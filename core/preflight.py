@@ -34,15 +34,6 @@ class HostReport:
         return not any(c.name in ("ssh", "engine") and c.status == FAIL for c in self.checks)
 
 
-def _version_tuple(v: str) -> tuple[int, ...]:
-    out = []
-    for part in v.split("+")[0].split("-")[0].split("."):
-        if not part.isdigit():
-            break
-        out.append(int(part))
-    return tuple(out)
-
-
 LAZY_TRIAL_SCRIPT = r"""
 d=$(mktemp -d /tmp/ferryman-lazy-trial.XXXXXX) || exit 2
 pid=; dp=
@@ -194,7 +185,7 @@ async def host_report(host: Host, *, lazy_trial_run: bool = False) -> HostReport
                 "install CRIU ≥ 4.2 (lab/setup/install-deps.sh shows one way)",
             )
         )
-    elif _version_tuple(cv) < MIN_CRIU:
+    elif versions.numbers(cv) < MIN_CRIU:
         add(
             CheckResult(
                 name,
@@ -579,7 +570,7 @@ def pair_checks(src: HostReport, dst: HostReport) -> list[CheckResult]:
                 dst.facts.restore_fix,
             )
         )
-    sv, dv = _version_tuple(src.facts.criu_version), _version_tuple(dst.facts.criu_version)
+    sv, dv = versions.numbers(src.facts.criu_version), versions.numbers(dst.facts.criu_version)
     if sv and dv:
         ok = dv >= sv
         out.append(

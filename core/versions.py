@@ -15,6 +15,17 @@ from typing import Any
 _VERSION = re.compile(r"(?<![0-9A-Za-z])v?(\d+\.\d+(?:\.\d+)?[0-9A-Za-z.+~-]*)")
 
 
+def numbers(v: str) -> tuple[int, ...]:
+    """The leading numbers of a version (`3.17.1` -> (3, 17, 1); `4.2+ds1` -> (4, 2);
+    anything else -> ())."""
+    out = []
+    for part in v.split("+")[0].split("-")[0].split("."):
+        if not part.isdigit():
+            break
+        out.append(int(part))
+    return tuple(out)
+
+
 def version_word(text: str) -> str:
     """The first version-looking word of `text` (`v1.2.5-0-g59923ef` → `1.2.5-0-g59923ef`,
     `containerd github.com/containerd/containerd/v2 2.1.9+unknown` → `2.1.9+unknown`);

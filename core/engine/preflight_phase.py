@@ -139,9 +139,7 @@ def engines(
     c.src_paused = src_new and not m.strategy.lazy
     c.src_criu_conf = restore_runtime.container_criu_conf(c.inspect)
     c.src_copies_images = not restore.reads_in_place(sf.criu_version)
-    c.twin_copies_images = c.twin_route != restore_runtime.ROUTE_RUNTIME and not (
-        restore.reads_in_place(df.criu_version)
-    )
+    c.twin_copies_images = restore.copies_images(c.twin_route, df.criu_version)
     if c.twin_copies_images:
         m.emit(
             ev.Warning(
@@ -208,8 +206,6 @@ async def predicted_stop_copy_s(m: Run, df: HostFacts) -> float | None:
     if not mem:
         return None
     rate = throughput_estimate(m.dst.name, 100 * 2**20)
-    copies = df.restore_route != restore_runtime.ROUTE_RUNTIME and not restore.reads_in_place(
-        df.criu_version
-    )
+    copies = restore.copies_images(df.restore_route, df.criu_version)
     copy = restore.copy_cost_s(mem) if copies else 0.0
     return mem / rate + restore_estimate(m.dst.name, RESTORE_ESTIMATE_S) + copy

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core import remote
+from core import remote, versions
 from core.engine import criu_conf as conf_file
+from core.engine import restore_runtime
 
 CONF, LOCK = conf_file.CONF, conf_file.LOCK
 
@@ -67,13 +68,14 @@ IN_PLACE_CRIU = (4, 2)  # CRIU from which runc's file may name the images folder
 def reads_in_place(criu_version: str) -> bool:
     """Whether CRIU of this version restores from a folder named in runc's file (else
     the copy route). Unknown versions: in place (preflight refuses a host without CRIU)."""
-    parts = []
-    for word in (criu_version or "").strip().split(".")[:2]:
-        digits = "".join(ch for ch in word if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return not parts or tuple(parts + [0])[:2] >= IN_PLACE_CRIU
+    n = versions.numbers(criu_version.strip())
+    return not n or (n + (0,))[:2] >= IN_PLACE_CRIU
+
+
+def copies_images(route: str, criu_version: str) -> bool:
+    """Whether a restore on a target with this route and CRIU takes the copy route: not
+    through the restore runtime (runc reads the images in place there), and CRIU < 4.2."""
+    return route != restore_runtime.ROUTE_RUNTIME and not reads_in_place(criu_version)
 
 
 def copy_cost_s(image_bytes: int) -> float:

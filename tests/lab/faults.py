@@ -193,14 +193,23 @@ def make(kind: str, h1: LabHost, h2: LabHost) -> Fault:
     return table[kind]()
 
 
-def move_and_signal_console(at: str, sig: int = signal.SIGKILL) -> str:
-    """`ferryman migrate` of the workload in a process of its own, sent `sig` the moment
-    phase `at` starts; returns the migration's id."""
+def move_and_signal_console(
+    at: str,
+    sig: int = signal.SIGKILL,
+    *,
+    name: str = WORKLOAD,
+    source: str | None = None,
+    target: str = "host2",
+    env: dict[str, str] | None = None,
+) -> str:
+    """`ferryman migrate` of `name` (stop-and-copy) in a process of its own, sent `sig`
+    the moment phase `at` starts; returns the migration's id."""
+    where = ["--from", source] if source else []
     p = subprocess.Popen(
-        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", WORKLOAD,
-         "--to", "host2", "--strategy", "stop-and-copy", "--json"],
-        stdout=subprocess.PIPE, text=True,
-    )
+        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", name,
+         *where, "--to", target, "--strategy", "stop-and-copy", "--json"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+    )  # fmt: skip
     mid = ""
     assert p.stdout is not None
     for line in p.stdout:

@@ -28,6 +28,7 @@ import pytest
 from core.engine import restore_runtime
 from lab import control, engine, image
 from lab.layout import HOSTS_FILE, IMAGE, WORKLOAD, LabHost
+from tests.lab import faults
 from tests.lab.conftest import docker, events, exists, ferryman, heartbeats, running
 
 APP = "e28app"
@@ -328,32 +329,6 @@ def test_a_failed_restore_on_a_28_target_rolls_back_with_the_source_intact(fleet
 # --- a console killed mid-move, then `ferryman recover` ----------------------------------
 
 
-def _move_and_kill(src: str, dst: str, name: str, at: str, env: dict) -> str:
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    p = subprocess.Popen(
-        [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", name,
-         "--from", src, "--to", dst, "--strategy", "stop-and-copy", "--json"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, **env},
-    )  # fmt: skip
-    mid = ""
-    assert p.stdout is not None
-    for line in p.stdout:
-        e = json.loads(line)
-        if e["kind"] == "migration_started":
-            mid = e["migration_id"]
-        if e["kind"] == "phase_started" and e["phase"] == at:
-            os.kill(p.pid, signal.SIGKILL)
-            break
-    else:
-        raise AssertionError(f"the migration ended before {at}")
-    p.wait(timeout=60)
-    return mid
-
-
 @pytest.mark.parametrize(
     ("src", "dst", "at", "ends_on"),
     [
@@ -372,7 +347,7 @@ def test_recover_after_a_console_killed_mid_move(fleet, tmp_path, src, dst, at, 
         cid = docker(hs, "inspect", "-f", "{{.Id}}", APP)
         before = heartbeats(hs, APP)[-1][0]
         t0 = time.time()
-        mid = _move_and_kill(src, dst, APP, at, env)
+        mid = faults.move_and_signal_console(at, name=APP, source=src, target=dst, env=env)
         if src == "host3":  # the frozen source: Docker still calls it running, runc says paused
             assert running(hs, APP)
         p = ferryman("recover", "--yes", env=env)
