@@ -13,11 +13,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import engine, sshd
 from lab.layout import HOSTS_FILE, WORKLOAD, LabHost
+from lab.shell import in_ns
 
 FAILING_TOOL = '#!/bin/sh\necho "lab fault: {tool} fails on purpose ($*)" >&2\nexit 1\n'
 
@@ -165,15 +169,158 @@ class ConsoleDiskFull(Fault):
         self.mounted.clear()
 
 
+LIVE = ("--live-restore",)
+
+
 class DockerdRestart(Fault):
+    """dockerd stopped and started again (`systemctl restart docker`); with `flags`
+    (`--live-restore`) its containers keep running through it."""
+
+    def __init__(self, name: str, host: LabHost, flags: tuple[str, ...] = ()) -> None:
+        super().__init__(name, host)
+        self.flags = flags
+
     def inject(self) -> None:
         assert self.host is not None
         engine.stop(self.host)
-        engine.start(self.host)
+        engine.start(self.host, extra=self.flags)
 
     def heal(self) -> None:
         assert self.host is not None
-        engine.start(self.host)
+        engine.start(self.host, extra=self.flags)
+
+
+class PacketsDropped(Fault):
+    """The host is lost without a reset: every packet on its network link is dropped
+    (a cable pulled, a host hung), so only keepalives can tell."""
+
+    def _rules(self, op: str) -> None:
+        assert self.host is not None
+        h = self.host
+        for chain, side in (("INPUT", "-i"), ("OUTPUT", "-o")):
+            subprocess.run(
+                in_ns(h.netns, ["iptables", op, chain, side, h.veth_ns, "-j", "DROP"]),
+                check=op == "-I", capture_output=True,
+            )  # fmt: skip
+
+    def inject(self) -> None:
+        self._rules("-I")
+
+    def heal(self) -> None:
+        self._rules("-D")
+
+
+def host_pids(h: LabHost) -> list[int]:
+    """The processes in the host's network namespace (its daemons and what they run)."""
+    out = subprocess.run(["ip", "netns", "pids", h.netns], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def processes(h: LabHost, needle: str) -> list[int]:
+    """The host's processes whose command line holds `needle`."""
+    return [p for p in host_pids(h) if needle in cmdline(p)]
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, poll: float = 0.002) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(poll)
+    return False
+
+
+def after_process(h: LabHost, needle: str, action: Callable[[], None]) -> threading.Event:
+    """Run `action` the moment a process of the host with `needle` in its command line,
+    once seen, is gone (the end of a dump, say); in a thread, so the engine goes on.
+    Returns an event set once `action` has run."""
+    done = threading.Event()
+
+    def watch() -> None:
+        if wait_until(lambda: bool(processes(h, needle)), 60):
+            wait_until(lambda: not processes(h, needle), 120)
+            action()
+            done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return done
+
+
+def when(cond: Callable[[], bool], timeout: float = 60) -> threading.Event:
+    """Poll `cond` in a thread (it acts when it is true); the event is set once it was."""
+    done = threading.Event()
+
+    def watch() -> None:
+        if wait_until(cond, timeout):
+            done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return done
+
+
+def container_pids(h: LabHost) -> list[int]:
+    """Every process of every container running on the host (by their pids cgroups)."""
+    ps = subprocess.run(engine.docker(h, "ps", "-q"), capture_output=True, text=True)
+    pids: set[int] = set()
+    for cid in ps.stdout.split():
+        top = subprocess.run(engine.docker(h, "inspect", "-f", "{{.State.Pid}}", cid),
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+        try:
+            lines = Path(f"/proc/{top}/cgroup").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if controllers in ("pids", ""):
+                base = "/sys/fs/cgroup/pids" if controllers else "/sys/fs/cgroup"
+                procs = Path(base + path) / "cgroup.procs"
+                if procs.exists():
+                    pids.update(int(x) for x in procs.read_text().split())
+    return sorted(pids)
+
+
+class Reboot(Fault):
+    """The host reboots: every process of it killed at once (daemons, sessions,
+    containers), its run folder gone, then its sshd and dockerd started again as a boot
+    would. Its disk (the state folder, Docker's data root) survives."""
+
+    def inject(self) -> None:
+        assert self.host is not None
+        h = self.host
+        for _ in range(3):  # what a dying daemon started meanwhile
+            for p in {*container_pids(h), *host_pids(h)}:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        for p in (h.exec_root, h.docker_socket, h.dockerd_pidfile, h.sshd_pidfile):
+            subprocess.run(["rm", "-rf", str(p)], check=False)
+        sshd.start(h)
+        engine.start(h)
+
+
+class Both(Fault):
+    """Two faults at once (the second one is injected as the first)."""
+
+    def __init__(self, name: str, first: Fault, second: Fault) -> None:
+        super().__init__(name)
+        self.parts = [first, second]
+
+    def inject(self) -> None:
+        for f in self.parts:
+            f.inject()
+
+    def heal(self) -> None:
+        for f in self.parts:
+            f.heal()
 
 
 def make(kind: str, h1: LabHost, h2: LabHost) -> Fault:
@@ -188,6 +335,13 @@ def make(kind: str, h1: LabHost, h2: LabHost) -> Fault:
         "source runc fails": lambda: FailingTool(kind, h1, "runc"),
         "target runc fails": lambda: FailingTool(kind, h2, "runc"),
         "target dockerd restarts": lambda: DockerdRestart(kind, h2),
+        "source dockerd restarts": lambda: DockerdRestart(kind, h1),
+        "target dockerd restarts (live-restore)": lambda: DockerdRestart(kind, h2, LIVE),
+        "source dockerd restarts (live-restore)": lambda: DockerdRestart(kind, h1, LIVE),
+        "target lost: packets dropped": lambda: PacketsDropped(kind, h2),
+        "source lost: packets dropped": lambda: PacketsDropped(kind, h1),
+        "target reboots": lambda: Reboot(kind, h2),
+        "source reboots": lambda: Reboot(kind, h1),
         "console disk full": lambda: ConsoleDiskFull(kind),
     }
     return table[kind]()
@@ -201,9 +355,11 @@ def move_and_signal_console(
     source: str | None = None,
     target: str = "host2",
     env: dict[str, str] | None = None,
+    then: Callable[[], bool] | None = None,
 ) -> str:
     """`ferryman migrate` of `name` (stop-and-copy) in a process of its own, sent `sig`
-    the moment phase `at` starts; returns the migration's id."""
+    the moment phase `at` starts (or, with `then`, once `then()` is true after it starts:
+    a moment inside the phase); returns the migration's id."""
     where = ["--from", source] if source else []
     p = subprocess.Popen(
         [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", name,
@@ -217,6 +373,8 @@ def move_and_signal_console(
         if e["kind"] == "migration_started":
             mid = e["migration_id"]
         if e["kind"] == "phase_started" and e["phase"] == at:
+            if then is not None:
+                assert wait_until(then, 120), f"the moment inside {at} never came"
             os.kill(p.pid, sig)
             break
     else:

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from core import journal
+from core.engine import criu_conf
 from lab.layout import WORKLOAD
 from tests.lab import faults
 from tests.lab.conftest import (
@@ -57,6 +59,18 @@ FAULTS = [
 IN_PROCESS = ("user aborts", "task cancelled", "task cancelled twice")
 SIGNALLED = {"console killed": signal.SIGKILL, "console SIGTERM": signal.SIGTERM}
 ROWS: list[dict] = []
+
+
+def criu_conf_left() -> list[str]:
+    """ferryman's runc.conf or a saved admin file left in /etc/criu (shared by the
+    namespace lab's hosts)."""
+    left = []
+    conf = Path(criu_conf.CONF)
+    if conf.exists() and conf.read_text().startswith(criu_conf.MARKER):
+        left.append(conf.name)
+    if Path(criu_conf.SAVED).exists():
+        left.append(Path(criu_conf.SAVED).name)
+    return left
 
 
 def _entry(mid: str) -> journal.JournalEntry:
@@ -103,6 +117,13 @@ def test_fault(lab_hosts, workload_on_host1, fault, phase, monkeypatch, tmp_path
     finally:
         if f is not None:
             f.heal()
+    judge(lab_hosts, fault, phase, mid, before, leftovers)
+
+
+def judge(lab_hosts, fault: str, phase: str, mid: str, before: int, leftovers=()) -> None:
+    """Run `ferryman recover --yes` when the engine left the move in doubt, add the row to
+    the table, and check the invariant: one copy, its state intact, nothing left."""
+    h1, h2 = lab_hosts
     recovered_by = ""
     e = _entry(mid)
     if mid in {u.migration_id for u in journal.unfinished()}:
@@ -134,6 +155,8 @@ def test_fault(lab_hosts, workload_on_host1, fault, phase, monkeypatch, tmp_path
     if e.result != "succeeded":
         assert e.cause, "the journal does not say why"
     assert not leftovers, f"left in the full images folder: {leftovers}"
+    conf = criu_conf_left()
+    assert not conf, f"left in /etc/criu: {conf}"
     for h in lab_hosts:
         images = h.state / "images"
         assert not list(images.glob(f"{mid}*")), f"checkpoint images left on {h.name}"
