@@ -13,8 +13,9 @@ import time
 
 from bench.common import app_gap, docker
 from core import remote
+from core.engine import criu_conf
+from core.engine.criu_conf import LOCK
 from core.engine.machine import Migration
-from core.engine.restore import LOCK
 from core.engine.transfer import Meter, relay
 from core.events import (
     BytesMoved,
@@ -77,7 +78,8 @@ async def _timed_docker(h: Host, *args: str) -> float:
     holds for its length: a docker checkpoint/restore run meanwhile would read it."""
     inner = (f"s=$(date +%s%N); {remote.quote(remote.docker(*args, socket=h.spec.docker_socket))} >&2 "
              "|| exit $?; echo $s $(date +%s%N)")
-    r = await h.ssh.run(f"mkdir -p /run/lock && {remote.quote(remote.flock(LOCK, inner, 300))}", timeout=900)
+    script = f"{criu_conf.take_lock(LOCK, 300)}; {inner}"
+    r = await h.ssh.run(remote.quote(remote.bash(script)), timeout=900)
     s, e = r.stdout.split()
     return (int(e) - int(s)) / 1e9
 

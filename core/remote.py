@@ -131,11 +131,6 @@ def tar_extract(directory: str, *, keep_existing: bool = False) -> list[str]:
     ]
 
 
-def flock(lockfile: str, script: str, timeout_s: int = 60) -> list[str]:
-    """Run `script` holding an exclusive lock on `lockfile` (host-wide mutual exclusion)."""
-    return ["flock", "-w", str(timeout_s), lockfile, "bash", "-c", script]
-
-
 def memory_usage(pids: Sequence[int]) -> list[str]:
     """Print `PID BYTES` for each process: its memory cgroup's usage (v1 or v2), else its RSS."""
     script = r"""

@@ -153,8 +153,7 @@ def under_conf_lock(
         ) + "\n"
         release = "put_back; trap - EXIT; "
     return (
-        f"mkdir -p {q([lock.rsplit('/', 1)[0]])} && exec 9>{q([lock])} && "
-        f"{{ flock -w 120 9 || {{ echo 'the runc.conf lock ({lock}) stayed busy for 120 s' >&2; exit 75; }}; }}; "
+        f"{criu_conf.take_lock(lock, 120)}; "
         f"{held}"
         f"( {run} ) 9>&- & rp=$!; "
         f"for _ in $(seq 1000); do [ -s {q([log])} ] && break; kill -0 $rp 2>/dev/null || break; sleep 0.01; done; "

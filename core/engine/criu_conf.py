@@ -34,6 +34,19 @@ def _repair() -> str:
     )
 
 
+def take_lock(lock: str = LOCK, wait_s: int = 60) -> str:
+    """Shell lines: wait up to `wait_s` for the host's runc.conf lock, held on fd 9 from
+    then on (until the script closes it or ends); a lock that stays busy ends the script
+    with exit 75 and says so. Every operation that reads or writes runc.conf takes it
+    here: a dump, a lazy dump's start, a restore."""
+    q = shlex.quote
+    busy = f"the runc.conf lock ({lock}) stayed busy for {wait_s} s"
+    return (
+        f"mkdir -p {q(lock.rsplit('/', 1)[0])} && exec 9>{q(lock)} && "
+        f"{{ flock -w {int(wait_s)} 9 || {{ echo {q(busy)} >&2; exit 75; }}; }}"
+    )
+
+
 def hold(text: str, owner: str, *, unlock_fd: int | None = None) -> str:
     """Shell lines, run under the lock: repair, save the admin's file, write ours, and
     define `put_back` (idempotent), trapped on exit. A file that cannot be written ends

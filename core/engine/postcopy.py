@@ -116,9 +116,7 @@ def lazy_dump_script(
         hold = criu_conf.hold(text, f"lazy dump {container_id[:12]}", unlock_fd=9)
     return f"""
 set -u
-mkdir -p {q(lock.rsplit("/", 1)[0])}
-exec 9>{q(lock)}
-flock -w 60 9 || {{ echo "LOCKED"; exit 75; }}
+{criu_conf.take_lock(lock, 60)}
 {hold}
 {remote.quote(argv)} 9>&- 3> >(n=$(head -c1 | wc -c); [ "$n" = 1 ] && echo READY) &
 rp=$!

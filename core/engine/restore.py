@@ -124,7 +124,6 @@ def restore_script(
         remote.docker("start", "--checkpoint", name, container_id, socket=docker_socket)
     )
     stage = remote.all_of(
-        ["mkdir", "-p", LOCK.rsplit("/", 1)[0]],
         remote.mkdir_private(folder, work_dir),
         copy_image_cmd(images_dir, folder)
         if copy_images
@@ -133,11 +132,12 @@ def restore_script(
     if criu_conf_file:
         return f"{stage} && {remote.quote(remote.bash(conf_file.own_file(conf, criu_conf_file, start)))}"
     inner = f"""
+{conf_file.take_lock(LOCK, 60)}
 set -e
 {conf_file.hold(conf, f"restore {name}")}
 {start}
 """
-    return f"{stage} && {remote.quote(remote.flock(LOCK, inner))}"
+    return f"{stage} && {remote.quote(remote.bash(inner))}"
 
 
 def copy_image_cmd(images_dir: str, folder: str) -> list[str]:

@@ -127,7 +127,15 @@ class DiskFull(Fault):
                 os.posix_fallocate(f.fileno(), 0, free)
 
     def leftovers(self) -> list[str]:
-        return sorted(p.name for p in self.images().iterdir() if p.name != "filler")
+        """What is left in the full folder: anything but the filler and an empty locks
+        folder (a lock left there is named)."""
+        left = []
+        for p in self.images().iterdir():
+            if p.name == "locks":
+                left += [f"locks/{x.name}" for x in p.iterdir()]
+            elif p.name != "filler":
+                left.append(p.name)
+        return sorted(left)
 
     def heal(self) -> None:
         for d in self.mounted:
