@@ -238,6 +238,9 @@ class HostConnection:
                 self.name, HostState.UNREACHABLE, f"connection lost while `{_short(command, 60)}` ran"
             )
         res = Result(str(p.stdout or ""), str(p.stderr or ""), p.exit_status)
+        if p.exit_signal is not None:  # sshd's word: the command was killed (OOM, an admin)
+            said = f"killed by SIG{p.exit_signal[0]} on {self.name}"
+            res = Result(res.stdout, (res.stderr + "\n" + said).lstrip(), res.status)
         if timeout is not None and res.status == remote.TIMED_OUT:
             res = Result(
                 res.stdout,

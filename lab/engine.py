@@ -201,15 +201,27 @@ def start(h: LabHost, timeout: float = 60, extra: tuple[str, ...] = ()) -> None:
     )
 
 
+def _gone(p: int) -> bool:
+    """The process has ended: no such pid, or a zombie (a dockerd started by this very
+    process, e.g. a test's restart, stays one until reaped: reap it)."""
+    try:
+        os.waitpid(p, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{p}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def stop(h: LabHost, timeout: float = 30) -> None:
     p = pid(h)
     if p:
         os.kill(p, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(p, 0)
-            except OSError:
+            if _gone(p):
                 break
             time.sleep(0.1)
         else:

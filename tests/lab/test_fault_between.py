@@ -145,6 +145,8 @@ def test_fault_between(lab_hosts, workload_on_host1, fault, phase, setting, requ
         if f is not None:
             f.heal()
     judge(lab_hosts, name, phase, mid, before, leftovers)
+    if fault.startswith("restore shell killed"):
+        assert "killed by SIGKILL on host2" in _entry(mid).cause  # said in words
     if setting == ALWAYS:
         home = h1 if docker(h1, "ps", "-q", "-f", f"name={WORKLOAD}") else h2
         policy = docker(home, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", WORKLOAD)
