@@ -15,3 +15,13 @@ class MigrationError(Exception):
 
 class Aborted(Exception):
     pass
+
+
+class Stuck(Exception):
+    """A decisive rollback step cannot go on until the admin acts on `host` (its disk is
+    full, say): the rollback stops there, in doubt, and changes nothing more; the message
+    says what to do before `ferryman recover`."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(message)
+        self.host = host

@@ -26,7 +26,7 @@ from core.engine import (
     restore_runtime,
 )
 from core.engine.context import Run, source_own_conf
-from core.engine.errors import MigrationError
+from core.engine.errors import MigrationError, Stuck
 from core.engine.host_ops import is_running, running_strict
 from core.engine.states import State
 from core.engine.transfer import relay
@@ -95,7 +95,7 @@ async def rollback(m: Run, phase: Phase) -> tuple[str, bool, str]:
         m.log("ferryman", f"rollback: {label}")
         try:
             await retry_while_unreachable(step.run, m.log)
-        except (HostError, EngineError) as e:
+        except (HostError, EngineError, Stuck) as e:
             if not step.decisive:
                 # Tidying only (a never-started twin, a volume, a throttle): leave it.
                 m.left.append(f"{label} ({e})")
@@ -108,7 +108,9 @@ async def rollback(m: Run, phase: Phase) -> tuple[str, bool, str]:
             who = getattr(e, "host", "") or "that host"
             who = who if isinstance(who, str) else getattr(who, "name", "that host")
             m.in_doubt = (
-                f"{label}: {e}. Nothing more was changed: when {who} answers again, "
+                f"{label}: {e}. Nothing more was changed"
+                if isinstance(e, Stuck)
+                else f"{label}: {e}. Nothing more was changed: when {who} answers again, "
                 "`ferryman recover` (or the console at its next start) finishes the rollback"
             )
             m.log("ferryman", f"rollback stopped: {m.in_doubt}", "error")
@@ -166,16 +168,27 @@ async def resume_source(m: Run) -> None:
         if c.pages_streamed and c.dump_fired:
             # The dump streamed its memory to the target: bring the pages back first.
             m.log(m.src.name, f"copying the memory pages back from {m.dst.name}")
-            await relay(
-                m.dst.ssh,
-                remote.quote(remote.tar_create(f"{c.dst_dir}/img")),
-                m.src.ssh,
-                # Only what the page server wrote there: the source's own image files
-                # win over the target's copies, which a failed transfer may have cut.
-                remote.quote(remote.tar_extract(f"{c.src_dir}/img", keep_existing=True)),
-                m.ops.meter(),
-                lambda: False,
-            )
+            try:
+                await relay(
+                    m.dst.ssh,
+                    remote.quote(remote.tar_create(f"{c.dst_dir}/img")),
+                    m.src.ssh,
+                    # Only what the page server wrote there: the source's own image files
+                    # win over the target's copies, which a failed transfer may have cut.
+                    remote.quote(remote.tar_extract(f"{c.src_dir}/img", keep_existing=True)),
+                    m.ops.meter(),
+                    lambda: False,
+                )
+            except HostError:
+                raise
+            except (CommandError, MigrationError, OSError) as e:
+                # The pages exist only on the target: never a cold start that drops them.
+                raise Stuck(
+                    m.src.name,
+                    f"the memory pages could not be copied back to {m.src.name} ({e}); "
+                    f"they are kept in {c.dst_dir} on {m.dst.name}. Free space in "
+                    f"{m.src.spec.images_dir} on {m.src.name}, then run `ferryman recover`",
+                ) from e
         if restore_runtime.needs_restore_runtime(c.src_engine or "0"):
             raise MigrationError(
                 f"Docker {c.src_engine} on {m.src.name} cannot restore a checkpoint "

@@ -125,11 +125,13 @@ async def move_in_process(phases, hook) -> tuple[str, set[str]]:
 
 def counters_continue(h, since: int) -> bool:
     """From `since` on (or from its first line, for a twin's fresh log) the counter goes up by
-    one: the same process state, never restarted from 0."""
+    one: the same process state, never restarted from 0. From the first `since` in the log:
+    a container started cold in its place counts again from 0 in the same log, and its
+    counter passing `since` again must not look like the state going on."""
     deadline = time.time() + 10
     while time.time() < deadline:
         beats = [c for c, _ in heartbeats(h, WORKLOAD)]
-        tail = beats[len(beats) - 1 - beats[::-1].index(since):] if since in beats else beats
+        tail = beats[beats.index(since):] if since in beats else beats
         if len(tail) >= 5 and tail[-1] > since:
             return tail[0] >= since and tail == list(range(tail[0], tail[0] + len(tail)))
         time.sleep(0.2)

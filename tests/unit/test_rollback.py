@@ -144,3 +144,46 @@ async def test_fail_reports_the_phase_it_failed_in_and_ends_rolled_back():
     assert failed[0].phase == Phase.TRANSFER.value and failed[0].running_on == "host1"
     done = [e for e in m.events if isinstance(e, ev.RollbackFinished)]
     assert done and done[0].ok
+
+
+async def test_pages_that_cannot_come_back_stop_the_rollback_instead_of_a_cold_start(monkeypatch):
+    """The dump streamed the memory to the target; copying it back fails (the source's
+    disk is full): the source is not started cold (its memory would be lost) and the
+    target's copy, the only one, is not removed. The rollback stops in doubt, saying
+    what to free before `ferryman recover`."""
+    from core.engine.errors import Stuck
+    from core.ssh import CommandError
+
+    m = FakeRun()
+    m.ctx.pages_streamed = m.ctx.dump_fired = True
+    m.ctx.src_dir, m.ctx.dst_dir = "/img/h1/mig", "/img/h2/mig"
+    m.src = SimpleNamespace(name="host1", ssh=None, spec=SimpleNamespace(images_dir="/img/h1"))
+    m.dst = SimpleNamespace(name="host2", ssh=None)
+    m.ops.meter = lambda: None
+    cold: list[str] = []
+
+    async def not_running(host, cid):
+        return False
+
+    async def full_disk(*a, **k):
+        raise CommandError("host1", "tar -x", 2, "tar: ./pages-1.img: No space left on device")
+
+    async def cold_start(m, why):
+        cold.append(why)
+
+    monkeypatch.setattr(rollback, "is_running", not_running)
+    monkeypatch.setattr(rollback, "relay", full_disk)
+    monkeypatch.setattr(rollback, "cold_start_source", cold_start)
+    with pytest.raises(Stuck) as e:
+        await rollback.resume_source(m)
+    assert e.value.host == "host1" and "No space left" in str(e.value)
+    assert "/img/h2/mig on host2" in str(e.value) and "ferryman recover" in str(e.value)
+    assert not cold
+
+    m.undo.push("remove the target's image folder", m.step("rm target folder"))
+    m.undo.push(rollback.RESUME_SOURCE, m.step("resume", e.value), decisive=True, kind="resume")
+    m.undo.push(rollback.STOP_TWIN, m.step("stop twin"), decisive=True)
+    where, ok, detail = await rollback.rollback(m, Phase.RESTORE)
+    assert m.ran == ["stop twin", "resume"]  # the target's pages stay
+    assert not ok and m.in_doubt.startswith(rollback.RESUME_SOURCE) and not m.unlocked
+    assert "Free space in /img/h1 on host1" in detail
