@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +99,24 @@ class FailingTool(Fault):
     def heal(self) -> None:
         assert self.host is not None
         (self.host.bin_dir / self.tool).unlink(missing_ok=True)
+
+
+class SlowTool(FailingTool):
+    """`criu` that takes `seconds` longer before it starts (a loaded host, a slow disk):
+    run against a short limit, the operation outlasts it."""
+
+    def __init__(self, name: str, host: LabHost, tool: str, seconds: float) -> None:
+        super().__init__(name, host, tool)
+        self.seconds = seconds
+        real = shutil.which(tool)
+        assert real, f"no {tool} on this machine's PATH"
+        self.real = real
+
+    def inject(self) -> None:
+        assert self.host is not None
+        p = self.host.bin_dir / self.tool
+        p.write_text(f'#!/bin/sh\nsleep {self.seconds}\nexec {self.real} "$@"\n')
+        p.chmod(0o755)
 
 
 class DiskFull(Fault):
@@ -364,10 +383,12 @@ def move_and_signal_console(
     target: str = "host2",
     env: dict[str, str] | None = None,
     then: Callable[[], bool] | None = None,
+    again_at: str = "",
 ) -> str:
     """`ferryman migrate` of `name` (stop-and-copy) in a process of its own, sent `sig`
     the moment phase `at` starts (or, with `then`, once `then()` is true after it starts:
-    a moment inside the phase); returns the migration's id."""
+    a moment inside the phase), and once more when phase `again_at` starts (a second
+    Ctrl-C during the rollback); returns the migration's id."""
     where = ["--from", source] if source else []
     p = subprocess.Popen(
         [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", name,
@@ -387,8 +408,12 @@ def move_and_signal_console(
             break
     else:
         raise AssertionError(f"the migration ended before {at}")
-    for _ in p.stdout:  # a console that handles the signal rolls back first
-        pass
+    for line in p.stdout:  # a console that handles the signal rolls back first
+        e = json.loads(line)
+        if again_at and e["kind"] == "phase_started" and e["phase"] == again_at:
+            os.kill(p.pid, sig)
+            again_at = ""
+    assert not again_at, f"no {again_at} phase came after the signal"
     p.wait(timeout=120)
     if sig == signal.SIGKILL:
         assert p.returncode == -signal.SIGKILL, f"the migration ended before {at}"
