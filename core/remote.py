@@ -131,6 +131,23 @@ def tar_extract(directory: str, *, keep_existing: bool = False) -> list[str]:
     ]
 
 
+def tar_extract_missing(directory: str) -> list[str]:
+    """Unpack a tar stream beside `directory`, then move in only the files it lacks (the
+    files already there win). A stream cut off (a full disk) leaves its half-written
+    files in the staging folder, never in `directory`; the next try starts that folder
+    afresh."""
+    d = shlex.quote(directory)
+    untar = " ".join(shlex.quote(a) for a in tar_extract("$st"))
+    untar = untar.replace("'$st'", '"$st"')
+    return bash(
+        f'st={shlex.quote(directory + ".back")}; rm -rf "$st" && mkdir -m 700 "$st" && '
+        f"{untar} && "
+        f'for f in "$st"/* "$st"/.[!.]*; do {{ [ -e "$f" ] || [ -L "$f" ]; }} || continue; '
+        f'b=${{f##*/}}; {{ [ -e {d}/"$b" ] || [ -L {d}/"$b" ]; }} || mv "$f" {d}/ || exit 1; '
+        f'done && rm -rf "$st"'
+    )
+
+
 def memory_usage(pids: Sequence[int]) -> list[str]:
     """Print `PID BYTES` for each process: its memory cgroup's usage (v1 or v2), else its RSS."""
     script = r"""

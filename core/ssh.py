@@ -59,6 +59,12 @@ class CommandError(RuntimeError):
         self.stderr = stderr
 
 
+def killed_by(exit_signal: tuple | None, host: str) -> str:
+    """sshd's word that the command was killed by a signal (the OOM killer, an admin), in
+    words; "" when it exited."""
+    return f"killed by SIG{exit_signal[0]} on {host}" if exit_signal else ""
+
+
 def _short(cmd: str, n: int = 120) -> str:
     cmd = cmd.removeprefix(path_export())
     return cmd if len(cmd) <= n else cmd[: n - 1] + "…"
@@ -238,8 +244,7 @@ class HostConnection:
                 self.name, HostState.UNREACHABLE, f"connection lost while `{_short(command, 60)}` ran"
             )
         res = Result(str(p.stdout or ""), str(p.stderr or ""), p.exit_status)
-        if p.exit_signal is not None:  # sshd's word: the command was killed (OOM, an admin)
-            said = f"killed by SIG{p.exit_signal[0]} on {self.name}"
+        if said := killed_by(p.exit_signal, self.name):
             res = Result(res.stdout, (res.stderr + "\n" + said).lstrip(), res.status)
         if timeout is not None and res.status == remote.TIMED_OUT:
             res = Result(

@@ -254,12 +254,27 @@ async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
             "letters, digits, '_', '.' and '-', starting with a letter or digit; `ferryman ps` lists them"
         )
     be = LiveBackend(inv)
-    # SIGTERM and SIGHUP as Ctrl-C: the move is rolled back (or left for recovery), never
-    # cut off between two steps.
+    # Ctrl-C, SIGTERM and SIGHUP: the first asks for the rollback, whose steps are printed
+    # as they happen; a second one stops it there and leaves the move to `ferryman recover`.
+    # Before the move has begun, the command just ends.
     loop, me = asyncio.get_running_loop(), asyncio.current_task()
-    if me is not None:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, me.cancel)
+    moving: list = []
+    signals: list[int] = []
+
+    def interrupted(sig: int) -> None:
+        signals.append(sig)
+        if not moving:
+            if me is not None:
+                me.cancel()
+        elif len(signals) == 1:
+            moving[0].abort()
+            print("interrupted: rolling back (interrupt again to stop now and leave it to "
+                  "`ferryman recover`)", file=sys.stderr, flush=True)  # fmt: skip
+        elif moving[0].task is not None:
+            moving[0].task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, interrupted, sig)
     try:
         source = args.source or await _find(be, args.container)
         req = MigrationRequest(
@@ -279,7 +294,9 @@ async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
         except ConfigError as e:
             _die(str(e))
         ok = True
-        async for e in be.migrate(req):
+        m = be.migrate(req)
+        moving.append(m)
+        async for e in m:
             if args.json:
                 print(e.to_json(), flush=True)
             else:
@@ -288,6 +305,8 @@ async def migrate(inv: Inventory, args: argparse.Namespace) -> None:
                 ok = False
     finally:
         await be.close()
+    if signals:
+        _die("interrupted: `ferryman history` says how the move ended", 130)
     if not ok:
         raise SystemExit(1)
 

@@ -15,7 +15,7 @@ import asyncssh
 from core.models import HostState
 from core.remote import TIMED_OUT, limit_grace_s
 from core.remote import armed as armed_script
-from core.ssh import CommandError, HostConnection, HostError
+from core.ssh import CommandError, HostConnection, HostError, killed_by
 
 
 class Armed:
@@ -59,6 +59,8 @@ class Armed:
                 HostState.UNREACHABLE,
                 f"the connection was lost while `{self.command[:60]}` ran",
             )
+        if said := killed_by(r.exit_signal, self.host.name):
+            out += "\n" + said
         if r.exit_status == TIMED_OUT and self.limit_s is not None:
             out += f"\ntimed out after {self.limit_s:g} s: stopped on {self.host.name}"
         if r.exit_status != 0:

@@ -175,7 +175,7 @@ async def resume_source(m: Run) -> None:
                     m.src.ssh,
                     # Only what the page server wrote there: the source's own image files
                     # win over the target's copies, which a failed transfer may have cut.
-                    remote.quote(remote.tar_extract(f"{c.src_dir}/img", keep_existing=True)),
+                    remote.quote(remote.tar_extract_missing(f"{c.src_dir}/img")),
                     m.ops.meter(),
                     lambda: False,
                 )

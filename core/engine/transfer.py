@@ -8,6 +8,7 @@ to `tar -x`'s stdin on the target, both over the existing connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -97,9 +98,16 @@ async def pipe(
         p_in.stdin.write_eof()
         r_out, r_in = await asyncio.gather(p_out.wait(), p_in.wait())
     except (asyncssh.Error, OSError) as e:
+        if side == dst_name:
+            # The receiving command may have ended (a full disk): its own words, then.
+            with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
+                r = await asyncio.wait_for(p_in.wait(), 2)
+                if r.exit_status not in (None, 0):
+                    _kill(p_out, p_in)
+                    raise CommandError(dst_name, dst_cmd, r.exit_status, _text(r.stderr)) from e
         _kill(p_out, p_in)
         raise HostError(
-            side, HostState.UNREACHABLE, f"the connection was lost during a stream ({e})"
+            side, HostState.UNREACHABLE, f"the connection was lost during a stream ({e!r})"
         ) from e
     except BaseException:
         _kill(p_out, p_in)
@@ -110,13 +118,12 @@ async def pipe(
                 host, HostState.UNREACHABLE, f"the connection was lost while `{cmd[:60]}` ran"
             )
         if r.exit_status != 0:
-            err = (
-                r.stderr.decode(errors="replace")
-                if isinstance(r.stderr, bytes)
-                else str(r.stderr or "")
-            )
-            raise CommandError(host, cmd, r.exit_status, err)
+            raise CommandError(host, cmd, r.exit_status, _text(r.stderr))
     return moved
+
+
+def _text(stderr: object) -> str:
+    return stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
 
 
 def _kill(*procs: asyncssh.SSHClientProcess) -> None:

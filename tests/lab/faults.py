@@ -162,6 +162,18 @@ class DiskFull(Fault):
         self.mounted.clear()
 
 
+class DiskFreedAgain(DiskFull):
+    """A full images folder whose space is freed when healed (the filler removed), the
+    file system and what ferryman left there kept: what an admin does before
+    `ferryman recover`. `release()` unmounts it once the row is judged."""
+
+    def heal(self) -> None:
+        (self.images() / "filler").unlink(missing_ok=True)
+
+    def release(self) -> None:
+        super().heal()
+
+
 class ConsoleDiskFull(Fault):
     """The console's state folder (the journal, the kept CRIU logs) on a small file system
     of its own for the row, filled up when injected: journal writes fail with ENOSPC from

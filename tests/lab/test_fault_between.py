@@ -179,8 +179,9 @@ def test_fault_between(lab_hosts, workload_on_host1, fault, phase, setting, requ
                 monkeypatch.setattr(arming, "FIRE_LIMIT_S", 4.0)
                 f = faults.SlowTool(fault, h1 if "dump" in fault else h2, "criu", 10)
             elif fault == "target criu fails and source disk full":
-                full = faults.DiskFull("source disk full", h1)
+                full = faults.DiskFreedAgain("source disk full", h1)
                 full.prepare()
+                request.addfinalizer(full.release)
                 f = faults.Both(fault, faults.FailingTool("criu", h2, "criu"), full)
             else:
                 f = faults.make(fault, h1, h2)
@@ -198,12 +199,13 @@ def test_fault_between(lab_hosts, workload_on_host1, fault, phase, setting, requ
             mid, hooked = asyncio.run(move_in_process({phase}, inject))
             assert hooked, f"the migration ended before {phase}: {_entry(mid).cause}"
             assert all(e.is_set() for e in fired), f"{fault}: the moment never came"
-            if isinstance(f, faults.Both):
-                leftovers = f.parts[1].leftovers()  # type: ignore[attr-defined]
     finally:
         if f is not None:
             f.heal()
     judge(lab_hosts, name, phase, mid, before, leftovers)
+    if isinstance(f, faults.Both):  # judged with the freed file system still mounted
+        left = f.parts[1].leftovers()  # type: ignore[attr-defined]
+        assert not left, f"left in the source's images folder: {left}"
     if fault.startswith("restore shell killed"):
         assert "killed by SIGKILL on host2" in _entry(mid).cause  # said in words
     home = h1 if docker(h1, "ps", "-q", "-f", f"name={WORKLOAD}") else h2

@@ -110,3 +110,29 @@ def test_private_folders_are_private_with_their_parents(tmp_path):
                    shell=True, check=True)
     for d in (tmp_path / "images", deep.parent, deep, deep.parent / "work"):
         assert os.stat(d).st_mode & 0o777 == 0o700, d
+
+
+def test_tar_extract_missing_adds_only_missing_files_and_never_half_written_ones(tmp_path):
+    """The rollback's copy-back: the source's own files win, missing ones come in whole;
+    a stream cut off (a full disk) leaves nothing half-written in the folder."""
+    import subprocess
+
+    from core import remote
+
+    src, dst = tmp_path / "target-img", tmp_path / "img"
+    src.mkdir()
+    dst.mkdir()
+    (src / "core.img").write_text("target's copy")
+    (src / "pages-1.img").write_bytes(b"p" * 300_000)
+    (dst / "core.img").write_text("source's own")
+    stream = subprocess.run(["tar", "-C", str(src), "-cf", "-", "."], capture_output=True).stdout
+
+    cut = subprocess.run(remote.tar_extract_missing(str(dst)), input=stream[:150_000])
+    assert cut.returncode != 0
+    assert sorted(p.name for p in dst.iterdir()) == ["core.img"]  # no half pages file
+
+    whole = subprocess.run(remote.tar_extract_missing(str(dst)), input=stream)
+    assert whole.returncode == 0
+    assert (dst / "core.img").read_text() == "source's own"
+    assert (dst / "pages-1.img").read_bytes() == b"p" * 300_000
+    assert not (tmp_path / "img.back").exists()
