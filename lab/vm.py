@@ -52,7 +52,7 @@ STAGE2 = STATE_DIR / "stage2.sh"
 MEM_MIB = int(os.environ.get("FERRYMAN_VM_MEM_MIB", "2048"))
 CPUS = int(os.environ.get("FERRYMAN_VM_CPUS", "2"))
 DISK_GIB = 16  # sparse: takes only what the guest writes
-BOOT_TIMEOUT = float(os.environ.get("FERRYMAN_VM_BOOT_TIMEOUT", "240"))
+BOOT_TIMEOUT = float(os.environ.get("FERRYMAN_VM_BOOT_TIMEOUT", "480"))
 
 # Paths inside every guest (what the hosts file hands the migration engine).
 GUEST_DOCKER_SOCKET = "/run/docker.sock"

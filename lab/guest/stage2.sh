@@ -70,16 +70,32 @@ mkdir -p /run/sshd && chmod 755 /run/sshd
 /usr/sbin/sshd -f "$STATE/sshd_config" -E /run/ferryman/sshd.log || say "$HOST: sshd failed"
 say "$HOST: sshd up at $(cut -d' ' -f1 /proc/uptime) s"
 
-PATH=/run/ferryman/bin:$PATH setsid dockerd --experimental \
-  --config-file /run/ferryman/daemon.json \
-  --data-root /srv/ferryman/docker --exec-root /run/docker \
-  --pidfile /run/docker.pid -H unix:///run/docker.sock \
-  --storage-driver overlay2 > /run/ferryman/dockerd.log 2>&1 < /dev/null &
-for _ in $(seq 600); do
-  docker -H unix:///run/docker.sock version > /dev/null 2>&1 && break
-  sleep 0.2
+# dockerd gives up when its containerd is slow to start (it waits a fixed time, which an
+# emulated guest under load can exceed): start it again, up to three times.
+start_dockerd() {
+  PATH=/run/ferryman/bin:$PATH setsid dockerd --experimental \
+    --config-file /run/ferryman/daemon.json \
+    --data-root /srv/ferryman/docker --exec-root /run/docker \
+    --pidfile /run/docker.pid -H unix:///run/docker.sock \
+    --storage-driver overlay2 >> /run/ferryman/dockerd.log 2>&1 < /dev/null &
+  echo $!
+}
+answered=no
+for try in 1 2 3; do
+  dpid=$(start_dockerd)
+  for _ in $(seq 900); do
+    docker -H unix:///run/docker.sock version > /dev/null 2>&1 && { answered=yes; break; }
+    kill -0 "$dpid" 2>/dev/null || break
+    sleep 0.2
+  done
+  [ "$answered" = yes ] && break
+  say "$HOST: dockerd ended before answering (try $try): $(tail -n1 /run/ferryman/dockerd.log)"
+  kill "$dpid" 2>/dev/null; pkill -f 'containerd --config /run/docker/containerd' 2>/dev/null
+  sleep 1
 done
-say "$HOST: dockerd answers at $(cut -d' ' -f1 /proc/uptime) s"
+if [ "$answered" = yes ]; then
+  say "$HOST: dockerd answers at $(cut -d' ' -f1 /proc/uptime) s"
+fi
 echo ready > /run/ferryman/ready
 
 # PID 1: reap orphans until the machine is switched off.
