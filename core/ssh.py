@@ -59,6 +59,11 @@ class CommandError(RuntimeError):
         self.stderr = stderr
 
 
+def as_text(b: object) -> str:
+    """A process's output as text (asyncssh gives bytes or str, or None)."""
+    return b.decode(errors="replace") if isinstance(b, bytes) else str(b or "")
+
+
 def killed_by(exit_signal: tuple | None, host: str) -> str:
     """sshd's word that the command was killed by a signal (the OOM killer, an admin), in
     words; "" when it exited."""

@@ -15,7 +15,7 @@ import asyncssh
 from core.models import HostState
 from core.remote import TIMED_OUT, limit_grace_s
 from core.remote import armed as armed_script
-from core.ssh import CommandError, HostConnection, HostError, killed_by
+from core.ssh import CommandError, HostConnection, HostError, as_text, killed_by
 
 
 class Armed:
@@ -51,7 +51,7 @@ class Armed:
             ) from e
         except (asyncssh.Error, OSError) as e:
             raise HostError(self.host.name, HostState.UNREACHABLE, f"connection lost: {e}") from e
-        out = _text(r.stdout) + _text(r.stderr)
+        out = as_text(r.stdout) + as_text(r.stderr)
         if r.exit_status is None:
             # No exit status: the channel closed under it (the connection was cut).
             raise HostError(
@@ -74,7 +74,3 @@ class Armed:
             self.proc.close()
 
 
-def _text(b: bytes | str | None) -> str:
-    if isinstance(b, bytes):
-        return b.decode(errors="replace")
-    return b or ""

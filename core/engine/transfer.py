@@ -15,7 +15,7 @@ from collections.abc import Callable
 import asyncssh
 
 from core.models import HostState
-from core.ssh import CommandError, HostConnection, HostError
+from core.ssh import CommandError, HostConnection, HostError, as_text
 
 CHUNK = 1 << 20
 REPORT_EVERY_S = 0.1
@@ -104,7 +104,7 @@ async def pipe(
                 r = await asyncio.wait_for(p_in.wait(), 2)
                 if r.exit_status not in (None, 0):
                     _kill(p_out, p_in)
-                    raise CommandError(dst_name, dst_cmd, r.exit_status, _text(r.stderr)) from e
+                    raise CommandError(dst_name, dst_cmd, r.exit_status, as_text(r.stderr)) from e
         _kill(p_out, p_in)
         raise HostError(
             side, HostState.UNREACHABLE, f"the connection was lost during a stream ({e!r})"
@@ -118,12 +118,8 @@ async def pipe(
                 host, HostState.UNREACHABLE, f"the connection was lost while `{cmd[:60]}` ran"
             )
         if r.exit_status != 0:
-            raise CommandError(host, cmd, r.exit_status, _text(r.stderr))
+            raise CommandError(host, cmd, r.exit_status, as_text(r.stderr))
     return moved
-
-
-def _text(stderr: object) -> str:
-    return stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
 
 
 def _kill(*procs: asyncssh.SSHClientProcess) -> None:
