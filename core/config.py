@@ -34,6 +34,9 @@ class HostSpec:
     docker_socket: str = "/var/run/docker.sock"
     exec_root: str = "/var/run/docker"  # dockerd --exec-root; runc's state is below it
     images_dir: str = "/var/lib/ferryman"  # where checkpoint images go on this host
+    # The file this host's sshd reads the SSH user's keys from (a direct transfer adds a
+    # one-time key there for the migration's length); None: ~/.ssh/authorized_keys there.
+    authorized_keys: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     connect_timeout: float = 5.0  # seconds for TCP, the SSH handshake and the login
 
@@ -109,6 +112,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "docker_socket": (str,),
     "exec_root": (str,),
     "images_dir": (str,),
+    "authorized_keys": (str,),
     "labels": (dict,),
     "connect_timeout": (int, float),
 }
@@ -244,7 +248,7 @@ def load(path: str | Path) -> Inventory:
                 f"{_where(path, item)}: connect_timeout {timeout} must be seconds, above 0 "
                 "and at most 300"
             )
-        for pkey in ("docker_socket", "exec_root", "images_dir"):
+        for pkey in ("docker_socket", "exec_root", "images_dir", "authorized_keys"):
             if pkey in values and not values[pkey].startswith("/"):
                 raise ConfigError(
                     f"{_where(path, item)}: {pkey} must be an absolute path, not {values[pkey]!r}"

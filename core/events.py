@@ -55,6 +55,7 @@ class MigrationStarted(Event):
     strategy: str
     downtime_budget_s: float
     strategy_reason: str = ""
+    data_path: str = "relay"  # "relay" (through the console) or "direct" (host to host)
 
 
 @dataclass(frozen=True)

@@ -342,3 +342,130 @@ def wait_for_file(path: str, within_s: float) -> list[str]:
         path,
         str(tries),
     ]
+
+
+# --- the direct host-to-host path (core/engine/direct_path.py) ----------------------------
+
+# The forced command of a migration's one-time key on the target: it takes only a stream
+# number (`ssh ... 3`), looks that line up in the list beside it (written by the console
+# over its own connection) and unpacks stdin there. Nothing else can be run with the key.
+DIRECT_RECEIVER = r"""# ferryman: receiver of one migration's direct streams (its key's forced command)
+case "$SSH_ORIGINAL_COMMAND" in
+''|*[!0-9]*) echo "ferryman: refused: not a stream number: $SSH_ORIGINAL_COMMAND" >&2; exit 2 ;;
+esac
+d=$(sed -n "${SSH_ORIGINAL_COMMAND}p" "$0.streams")
+[ -n "$d" ] || { echo "ferryman: no stream $SSH_ORIGINAL_COMMAND in $0.streams" >&2; exit 2; }
+umask 077
+mkdir -p -m 700 -- "$d" || exit 1
+exec tar -C "$d" --numeric-owner --xattrs --xattrs-include='*' -xpf -
+"""
+
+
+def direct_target_facts() -> list[str]:
+    """Print `key=value`: the address and port this SSH session came in on (the target's
+    side of $SSH_CONNECTION), the login's home and name."""
+    return [
+        "sh",
+        "-c",
+        'set -- $SSH_CONNECTION; echo "addr=$3"; echo "port=$4"; '
+        'echo "home=$HOME"; echo "user=$(id -un)"',
+    ]
+
+
+def direct_source_probe(address: str, port: int) -> list[str]:
+    """On the source: print `key=value` lines: whether ssh and dd are there, the source's own
+    address toward `address`, and the first bytes `address:port` sends (an sshd says `SSH-`)."""
+    script = r"""
+echo "ssh=$(command -v ssh || true)"
+echo "dd=$(command -v dd || true)"
+echo "from=$(ip -o route get "$1" 2>/dev/null | sed -n 's/.* src \([^ ]*\).*/\1/p' | head -n1)"
+echo "banner=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && head -c 4 <&3' _ "$1" "$2" 2>/dev/null)"
+"""
+    return ["bash", "-c", script, "direct_probe", address, str(int(port))]
+
+
+def authorize_key(keys_file: str, line: str) -> list[str]:
+    """Append `line` to `keys_file` (made if missing, a newline first if the file lacks its
+    last one), under a lock beside it so that two migrations do not interleave."""
+    script = r"""
+f=$1; mkdir -p -m 700 -- "$(dirname -- "$f")" || exit 1
+exec 9>>"$f.ferryman-lock" && flock -w 30 9 || exit 1
+[ -e "$f" ] || { umask 077; : > "$f"; }
+[ -s "$f" ] && [ "$(tail -c 1 -- "$f" | od -An -c | tr -d ' ')" != '\n' ] && echo >> "$f"
+printf '%s\n' "$2" >> "$f"
+"""
+    return ["bash", "-c", script, "authorize_key", keys_file, line]
+
+
+def revoke_key(keys_file: str, marker: str) -> list[str]:
+    """Remove every line of `keys_file` that ends with ` marker` (the file keeps its owner,
+    mode and other lines; nothing happens when there is none)."""
+    script = r"""
+f=$1; [ -e "$f" ] || exit 0
+exec 9>>"$f.ferryman-lock" && flock -w 30 9 || exit 1
+grep -qF -- " $2" "$f" || exit 0
+t=$(mktemp "$f.XXXXXX") || exit 1
+grep -vF -- " $2" "$f" > "$t"; cat -- "$t" > "$f"; rm -f -- "$t"
+"""
+    return ["bash", "-c", script, "revoke_key", keys_file, marker]
+
+
+def direct_send_ssh(
+    key: str, known_hosts: str, user: str, address: str, port: int, stream: int
+) -> list[str]:
+    """The source's OpenSSH client for one direct stream: only the one-time key, the host
+    key the console saw, no agent, no forwardings, none of the admin's ssh_config."""
+    return [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        key,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "ForwardAgent=no",
+        "-o",
+        "ForwardX11=no",
+        "-o",
+        "ClearAllForwardings=yes",
+        "-o",
+        "PermitLocalCommand=no",
+        "-o",
+        "Compression=no",
+        "-o",
+        "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-p",
+        str(int(port)),
+        "-l",
+        user,
+        "--",
+        address,
+        str(int(stream)),
+    ]
+
+
+def direct_send(directory: str, ssh_argv: Argv, *, armed: bool = False) -> str:
+    """`tar -c directory | dd | ssh …`: dd reports the bytes on stderr each second
+    (`N bytes … copied`). `armed`: the ssh connection opens now and the tar waits for a
+    first input line (core/engine/armed.py); unfired, it exits 125 and the target unpacks
+    an empty stream."""
+    tar = quote(tar_create(directory))
+    first = f"{{ read -r _ || exit 125; exec {tar}; }}" if armed else tar
+    return f"set -o pipefail; {first} | dd bs=1M status=progress | {quote(ssh_argv)}"

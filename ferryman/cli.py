@@ -119,7 +119,10 @@ def _main(argv: list[str] | None = None) -> None:
         "--keep-images", action="store_true", help="keep checkpoint images on both hosts"
     )
     mg.add_argument(
-        "--direct", action="store_true", help="stream host to host (not available yet: refused)"
+        "--direct",
+        action="store_true",
+        help="stream host to host (the source's ssh to the target's sshd, a one-time key "
+        "removed afterwards) instead of relaying through this console",
     )
     mg.add_argument(
         "--criu-opt",

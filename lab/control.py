@@ -109,6 +109,7 @@ def write_hosts_file(hs: list[LabHost]) -> None:
                 "docker_socket": str(h.docker_socket),
                 "exec_root": str(h.exec_root),
                 "images_dir": str(h.state / "images"),
+                "authorized_keys": str(h.state / "authorized_keys"),
                 "labels": {"lab": "netns"},
             }
             for h in hs

@@ -22,14 +22,25 @@ class Armed:
     """With `limit_s`, the fired command is stopped on its host at that limit
     (core/remote.py, `bounded`), and `run` waits that long for it."""
 
-    def __init__(self, host: HostConnection, command: str, limit_s: float | None = None) -> None:
+    def __init__(
+        self,
+        host: HostConnection,
+        command: str,
+        limit_s: float | None = None,
+        *,
+        waits_itself: bool = False,
+    ) -> None:
+        """`waits_itself`: the command reads the first line on its own (a direct stream
+        whose ssh connects when armed: core/remote.py `direct_send`)."""
         self.host = host
         self.command = command
         self.limit_s = limit_s
+        self.waits_itself = waits_itself
         self.proc: asyncssh.SSHClientProcess | None = None
 
     async def start(self) -> Armed:
-        self.proc = await self.host.process(armed_script(self.command, self.limit_s))
+        script = self.command if self.waits_itself else armed_script(self.command, self.limit_s)
+        self.proc = await self.host.process(script)
         return self
 
     def fire(self) -> asyncssh.SSHClientProcess:
@@ -72,5 +83,3 @@ class Armed:
         if self.proc is not None and not self.proc.is_closing():
             self.proc.stdin.write_eof()
             self.proc.close()
-
-

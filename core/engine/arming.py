@@ -10,6 +10,7 @@ from core import remote
 from core.engine import (
     checkpoint,
     criu_options,
+    direct_path,
     lazy_phase,
     postcopy,
     restore,
@@ -75,6 +76,11 @@ async def arm(m: Run) -> None:
             raise MigrationError(f"volume {v['Name']} vanished from {m.dst.name}", host=m.dst.name)
         streams.append((v["Source"], dv["Mountpoint"]))
     for s, d in streams:
+        if c.direct is not None:  # host to host: the source's ssh connects now
+            n = await direct_path.add_stream(c.direct, m.dst, d)
+            send = remote.direct_send(s, c.direct.ssh_argv(n), armed=True)
+            c.armed_streams.append((await Armed(m.src.ssh, send, waits_itself=True).start(), None))
+            continue
         c.armed_streams.append(
             (
                 await Armed(m.src.ssh, remote.quote(remote.tar_create(s))).start(),
@@ -131,6 +137,6 @@ def restore_script(m: Run) -> str:
 
 async def disarm(m: Run) -> None:
     c = m.ctx
-    for a in [c.armed_dump, c.armed_restore, *(x for pair in c.armed_streams for x in pair)]:
+    for a in [c.armed_dump, c.armed_restore, *(x for pair in c.armed_streams for x in pair if x)]:
         if a is not None:
             a.disarm()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from core import events as ev
 from core.engine import postcopy, restore, restore_runtime
 from core.engine.armed import Armed
+from core.engine.direct_path import DirectPath
 from core.engine.facts import Facts
 from core.engine.host_ops import HostOps, MigrationLock
 from core.engine.page_stream import PageStream
@@ -49,12 +50,13 @@ class Ctx(Facts):
     pages: PageStream | None = None  # memory streamed during the dump, when set up
     meter: Meter | None = None
     armed_dump: Armed | None = None
-    armed_streams: list[tuple[Armed, Armed]] = field(default_factory=list)
+    armed_streams: list[tuple[Armed, Armed | None]] = field(default_factory=list)  # None: direct
     armed_restore: Armed | None = None
     rounds: Rounds | None = None
     throttled: bool = False
     lazy_link: postcopy.LazyLink | None = None  # post-copy: the page link, source ↔ target
     lazy_dump: postcopy.LazyDump | None = None  # post-copy: the serving dump process
+    direct: DirectPath | None = None  # --direct: the host-to-host path (core/engine/direct_path.py)
 
 
 def source_own_conf(c: Ctx) -> str:

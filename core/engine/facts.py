@@ -53,6 +53,7 @@ class Facts:
     console_started: str = ""
     src_address: str = ""
     dst_address: str = ""
+    direct_keys_file: str = ""  # the target's authorized_keys holding a one-time key (--direct)
 
     def to_record(self) -> dict[str, Any]:
         return {

@@ -151,6 +151,12 @@ async def tidy(m: Run) -> None:
             restore.checkpoint_folder(c.dst_data_root, c.twin_id, c.checkpoint_name),
         ),
     )
+    if c.direct_keys_file:
+        await after_commit(
+            m,
+            f"remove the one-time transfer key from {m.dst.name}:{c.direct_keys_file}",
+            functools.partial(rollback.revoke_direct_key, m),
+        )
     if not m.left:
         await after_commit(m, "release the migration lock", m.unlock)
 

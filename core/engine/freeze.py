@@ -13,6 +13,7 @@ from core.dockerapi import EngineError
 from core.engine import (
     arming,
     checkpoint,
+    direct_path,
     lazy_phase,
     postcopy,
     restore_runtime,
@@ -106,6 +107,14 @@ async def transfer_phase(m: Run) -> None:
         m.check_abort()
         pipes = []
         for out, into in c.armed_streams:
+            if into is None:  # direct: the source's ssh carries it to the target
+                m.log(out.host.name, f"$ {out.command}", "cmd")
+                p = out.fire()
+                p.stdin.write_eof()
+                pipes.append(
+                    direct_path.send(out.host.name, out.command, p, meter, lambda: m.aborted)
+                )
+                continue
             m.log(out.host.name, f"$ {out.command} | (relay) | {into.command}", "cmd")
             p_in = into.fire()  # the newline first, then the stream
             p_out = out.fire()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core import criu_stats, remote
-from core.engine import checkpoint, restore
+from core.engine import checkpoint, direct_path, restore
 from core.engine.planner import Decision, PrecopyPlanner, RoundStats
 from core.engine.transfer import Meter, relay
 from core.fleet import Host
@@ -61,6 +61,7 @@ class Rounds:
         planner: PrecopyPlanner,
         run: Callable,
         meter: Callable[[], Meter],
+        direct: direct_path.DirectPath | None = None,
     ) -> None:
         self.src, self.dst = src, dst
         self.runc_root, self.container_id = runc_root, container_id
@@ -69,6 +70,7 @@ class Rounds:
         self.planner = planner
         self._run = run  # (host, command, what) -> awaitable output; raises MigrationError
         self._meter = meter
+        self.direct = direct  # None: relayed through the console
         self.n = 0
         self._last_end: float | None = None
 
@@ -116,13 +118,16 @@ class Rounds:
         meter = self._meter()
         t0 = time.monotonic()
         into = self._dst_round(n)
-        moved = await relay(
-            self.src.ssh,
-            remote.quote(remote.tar_create(img)),
-            self.dst.ssh,
-            remote.all_of(remote.mkdir_private(into), remote.tar_extract(into)),
-            meter,
-        )
+        if self.direct is not None:
+            moved = await direct_path.run_stream(self.direct, self.src, self.dst, img, into, meter)
+        else:
+            moved = await relay(
+                self.src.ssh,
+                remote.quote(remote.tar_create(img)),
+                self.dst.ssh,
+                remote.all_of(remote.mkdir_private(into), remote.tar_extract(into)),
+                meter,
+            )
         transfer_s = time.monotonic() - t0
         meter.finish()
         self._last_end = time.monotonic()

@@ -47,6 +47,7 @@ async def precopy(m: Run) -> None:
             planner=planner,
             run=run,
             meter=m.ops.meter,
+            direct=c.direct,
         )
         while True:
             m.check_abort()

@@ -11,6 +11,7 @@ from core import events as ev
 from core.dockerapi import EngineError
 from core.engine import (
     criu_options,
+    direct_path,
     restore,
     restore_runtime,
     twin,
@@ -30,11 +31,6 @@ from core.ssh import HostError
 
 async def preflight(m: Run) -> None:
     req = m.req
-    if req.direct:
-        raise MigrationError(
-            "a direct host-to-host transfer is not available in this version",
-            "run without --direct: the data is relayed, encrypted by SSH, through this console",
-        )
     try:
         criu_options.validate(req.criu_options)
     except criu_options.OptionError as e:
@@ -74,6 +70,7 @@ async def preflight(m: Run) -> None:
         strategy=strategy,
         downtime_budget_s=req.downtime_budget_s,
         strategy_reason=why,
+        data_path="direct" if req.direct else "relay",
     )
     m.journal = new_entry(start)
     m.journal.logs_dir = str(journal_dir() / m.id)
@@ -117,11 +114,25 @@ async def preflight(m: Run) -> None:
         m.ctx.dst_cgroup = restore.CgroupLayout.from_info(di)
         engines(m, si, di, reps[0].facts, reps[1].facts)
         await watch.check(m)
+        if req.direct:
+            await direct_route(m)
 
 
-def engines(
-    m: Run, si: dict[str, Any], di: dict[str, Any], sf: HostFacts, df: HostFacts
-) -> None:
+async def direct_route(m: Run) -> None:
+    """--direct: the source must reach the target's sshd (core/engine/direct_path.py)."""
+    try:
+        m.ctx.direct = await direct_path.probe(m.src, m.dst, m.id)
+    except direct_path.DirectUnavailable as e:
+        raise MigrationError(
+            f"preflight: no direct path from {m.src.name} to {m.dst.name}: {e}",
+            "run without --direct (the data is then relayed, encrypted by SSH, through this "
+            "console), or let the source reach the target's sshd",
+            host=m.src.name,
+        ) from None
+    m.log(m.src.name, f"ok   direct path: {m.ctx.direct.describe()}", "check")
+
+
+def engines(m: Run, si: dict[str, Any], di: dict[str, Any], sf: HostFacts, df: HostFacts) -> None:
     """What the engines' versions decide: how the source is frozen, how the twin is
     restored, which CRIU file runc reads for the source (core/engine/restore_runtime.py),
     and whether Docker copies the image folder (CRIU < 4.2, core/engine/restore.py)."""

@@ -9,6 +9,7 @@ import functools
 from core import events as ev
 from core import remote
 from core.engine import (
+    direct_path,
     restore_runtime,
     rollback,
     twin,
@@ -18,6 +19,7 @@ from core.engine.errors import MigrationError
 from core.engine.page_stream import PageStream
 from core.engine.transfer import Meter, relay
 from core.events import Phase
+from core.ssh import CommandError, HostError
 
 
 async def prepare(m: Run) -> None:
@@ -38,6 +40,8 @@ async def prepare(m: Run) -> None:
             what="making the image folder",
         )
         m.undo.push("remove the target's image folder", lambda: m.ops.rm(m.dst, c.dst_dir))
+        if c.direct is not None:
+            await install_direct(m)
         await ensure_image(m)
         m.check_abort()
         for v in twin.named_volumes(c.inspect):
@@ -72,9 +76,36 @@ async def prepare(m: Run) -> None:
         await empty_volumes(m)
         m.log(m.dst.name, f"twin {c.name} created ({c.twin_id[:12]}), not started")
         await suspend_restart_policy(m)
-        if m.strategy.streams_pages:
+        if m.strategy.streams_pages and c.direct is None:
             await open_page_stream(m)
         del req
+
+
+async def install_direct(m: Run) -> None:
+    """The one-time key of the direct path on both hosts (core/engine/direct_path.py)."""
+    c = m.ctx
+    assert c.direct is not None
+    c.direct_keys_file = c.direct.keys_file
+    m.save_ctx()  # before the key exists: a console that dies now leaves it to recovery
+    m.undo.push(
+        f"remove the one-time transfer key from {m.dst.name}:{c.direct.keys_file}",
+        functools.partial(rollback.revoke_direct_key, m),
+    )
+    try:
+        await direct_path.install(c.direct, m.src, m.dst, c.src_dir, c.dst_dir)
+    except (CommandError, HostError) as e:
+        raise MigrationError(
+            f"the direct path's one-time key could not be set up: {e}",
+            "run without --direct, or check that the SSH user may write "
+            f"{c.direct.keys_file} on {m.dst.name} (`authorized_keys:` in the hosts file "
+            "names another file)",
+            host=getattr(e, "host", m.dst.name),
+        ) from None
+    m.log(
+        "ferryman",
+        f"{c.direct.describe()}: key {c.direct.marker} allowed on {m.dst.name} from "
+        f"{c.direct.from_address} only, for the migration's receiver only",
+    )
 
 
 async def open_page_stream(m: Run) -> None:

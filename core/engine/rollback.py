@@ -21,6 +21,7 @@ from core.dockerapi import EngineError
 from core.engine import (
     checkpoint,
     criu_options,
+    direct_path,
     postcopy,
     restore,
     restore_runtime,
@@ -309,6 +310,15 @@ async def remove_target_volumes(m: Run) -> None:
 async def stop_page_server(m: Run) -> None:
     if m.ctx.dst_dir:
         await m.ops.run_quiet(m.dst, remote.kill_pidfile(f"{m.ctx.dst_dir}/work/page-server.pid"))
+
+
+async def revoke_direct_key(m: Run) -> None:
+    """Remove the direct path's one-time key from the target (core/engine/direct_path.py)."""
+    c = m.ctx
+    if c.direct_keys_file:
+        await direct_path.revoke(m.dst, c.direct_keys_file, m.id)
+        c.direct_keys_file = ""
+        m.save_ctx()
 
 
 async def put_back_policy(m: Run) -> None:

@@ -156,9 +156,11 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
                     yield Label("Downtime budget (ms)", classes="label")
                     yield Input("300", id="budget", type="integer")
                     yield Checkbox("Keep checkpoint images", id="keep")
-                    direct = Checkbox("Direct transfer", id="direct", disabled=True)
+                    direct = Checkbox("Direct transfer", id="direct")
                     direct.tooltip = (
-                        "not available yet: data is relayed, encrypted, through this console"
+                        "stream host to host: the source's ssh to the target's sshd with a "
+                        "one-time key (removed afterwards); otherwise the data is relayed, "
+                        "encrypted, through this console"
                     )
                     yield direct
                     yield Label("Watch client", classes="label")

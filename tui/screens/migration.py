@@ -319,6 +319,9 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
         t.append(s.strategy, style="bold")
         t.append("   budget ", style="dim")
         t.append(duration(s.downtime_budget_s), style="bold")
+        if s.data_path == "direct":
+            t.append("   data ", style="dim")
+            t.append("host to host", style="bold")
         t.append(f"   id {s.migration_id}", style="dim")
         if s.strategy_reason:
             t.append("\n")
@@ -447,7 +450,8 @@ class MigrationScreen(ReportsWorkerErrors, Screen):
             box.add_class("-ok")
             t.append("✓ moved", style="bold green")
             t.append(f" to {s.target} in {duration(o.seconds)}", style="green")
-            t.append(f"\n{size(o.bytes)} relayed", style="dim")
+            how = "sent host to host" if p.started and p.started.data_path == "direct" else "relayed"
+            t.append(f"\n{size(o.bytes)} {how}", style="dim")
             if o.image_bytes:
                 t.append(f" ({size(o.image_bytes)} of it the image)", style="dim")
             if s.rounds:
