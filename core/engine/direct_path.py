@@ -164,7 +164,6 @@ async def install(d: DirectPath, src: Host, dst: Host, src_dir: str, dst_dir: st
         input=remote.DIRECT_RECEIVER,
         timeout=30,
     )
-    await write_streams(d, dst)
     line = keys_line(d, key.export_public_key("openssh").decode())
     await dst.ssh.run(remote.quote(remote.authorize_key(d.keys_file, line)), timeout=60)
 
@@ -177,6 +176,7 @@ async def add_stream(d: DirectPath, dst: Host, folder: str) -> int:
 
 
 async def write_streams(d: DirectPath, dst: Host) -> None:
+    """The receiver's list (never empty: an empty input would leave stdin open)."""
     text = "".join(f"{s}\n" for s in d.streams)
     await dst.ssh.run(
         remote.quote(remote.write_file(f"{d.receiver}.streams")), input=text, timeout=30

@@ -77,6 +77,9 @@ def test_the_one_time_key_runs_the_receiver_only_from_the_source_only(lab_hosts,
 
     def ssh_from(h, *command: str, opts: tuple[str, ...] = (), stdin: bytes = b"") -> subprocess.CompletedProcess:
         base = d.ssh_argv(1)[:-3]  # the path's own client options, without -- address stream
+        if opts:  # the client's own refusal of forwardings off: sshd must refuse them
+            i = base.index("ClearAllForwardings=yes")
+            base = base[: i - 1] + base[i + 1 :]
         argv = [*base, *opts, "--", h2.address, *command]
         run = in_ns(h.netns, argv) if h else argv
         return subprocess.run(run, input=stdin, capture_output=True, timeout=60)
@@ -92,9 +95,9 @@ def test_the_one_time_key_runs_the_receiver_only_from_the_source_only(lab_hosts,
         for ask in ("id", "2", "1; touch /tmp/fm-owned"):
             r = ssh_from(h1, ask)
             assert r.returncode == 2 and b"ferryman: " in r.stderr, (ask, r.stderr)
-        # No forwarding with it (restrict): a local forward is refused by sshd.
-        r = ssh_from(h1, opts=("-N", "-o", "ExitOnForwardFailure=yes", "-L", "127.0.0.1:18777:127.0.0.1:22"))
-        assert r.returncode != 0
+        # No forwarding with it (restrict): sshd refuses a remote forward at once.
+        r = ssh_from(h1, opts=("-N", "-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:18777:127.0.0.1:22"))
+        assert r.returncode == 255 and b"forwarding" in r.stderr.lower(), r.stderr
         # From anywhere but the source (the console's own namespace here), no login at all.
         r = ssh_from(None, "1")
         assert r.returncode == 255 and b"Permission denied" in r.stderr, r.stderr
