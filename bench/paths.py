@@ -34,9 +34,14 @@ from core.ssh import CommandError
 NAIVE = "naive"
 
 
+DIRECT = "+direct"  # a path's suffix: ferryman's strategy over the direct host-to-host path
+
+
 async def ferryman(fl: Fleet, src: Host, dst: Host, name: str, strategy: str, budget_s: float = 0.3) -> dict:
+    direct = strategy.endswith(DIRECT)
+    strategy = strategy.removesuffix(DIRECT)
     req = MigrationRequest(container=name, source=src.name, target=dst.name, strategy=strategy,
-                           downtime_budget_s=budget_s)
+                           downtime_budget_s=budget_s, direct=direct)
     rounds: list[RoundFinished] = []
     done, t_freeze, t_copied, lazy_t0, lazy, lazy_bytes = None, 0.0, 0.0, 0.0, None, 0
     async for e in Migration(fl, req):

@@ -37,7 +37,7 @@ from bench.common import (
     start_workload,
     summary,
 )
-from bench.paths import NAIVE, move
+from bench.paths import DIRECT, NAIVE, move
 from core.fleet import Fleet, Host
 from core.preflight import host_report
 from lab.layout import MAX_HOSTS, LabHost
@@ -120,6 +120,11 @@ async def run_suite(args: argparse.Namespace) -> dict:
         res["raw_ssh"], res["raw_ssh_mib_s"] = raw, summary([r["rate_mib_s"] for r in raw])
         print(f"raw SSH throughput through the relay, {args.raw_mib} MiB: "
               + ", ".join(f"{r['rate_mib_s']:.0f}" for r in raw) + " MiB/s", flush=True)
+        if any(p.endswith(DIRECT) for p in paths):
+            h2h = await limits.raw_host_to_host(src, dst, args.raw_mib, max(args.runs, 2))
+            res["raw_h2h"], res["raw_h2h_mib_s"] = h2h, summary([r["rate_mib_s"] for r in h2h])
+            print(f"raw OpenSSH host to host, {args.raw_mib} MiB: "
+                  + ", ".join(f"{r['rate_mib_s']:.0f}" for r in h2h) + " MiB/s", flush=True)
         res["cases"] = []
         for c in cases(args):
             print(f"{c['case']}:", flush=True)

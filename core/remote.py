@@ -346,6 +346,7 @@ def wait_for_file(path: str, within_s: float) -> list[str]:
 
 # --- the direct host-to-host path (core/engine/direct_path.py) ----------------------------
 
+DIRECT_READY = b"ferryman-receiver-ready"
 # The forced command of a migration's one-time key on the target: it takes only a stream
 # number (`ssh ... 3`), looks that line up in the list beside it (written by the console
 # over its own connection) and unpacks stdin there. Nothing else can be run with the key.
@@ -357,6 +358,7 @@ d=$(sed -n "${SSH_ORIGINAL_COMMAND}p" "$0.streams")
 [ -n "$d" ] || { echo "ferryman: no stream $SSH_ORIGINAL_COMMAND in $0.streams" >&2; exit 2; }
 umask 077
 mkdir -p -m 700 -- "$d" || exit 1
+echo ferryman-receiver-ready
 exec tar -C "$d" --numeric-owner --xattrs --xattrs-include='*' -xpf -
 """
 

@@ -79,7 +79,10 @@ async def arm(m: Run) -> None:
         if c.direct is not None:  # host to host: the source's ssh connects now
             n = await direct_path.add_stream(c.direct, m.dst, d)
             send = remote.direct_send(s, c.direct.ssh_argv(n), armed=True)
-            c.armed_streams.append((await Armed(m.src.ssh, send, waits_itself=True).start(), None))
+            out = await Armed(m.src.ssh, send, waits_itself=True).start()
+            c.armed_streams.append((out, None))
+            assert out.proc is not None
+            await direct_path.wait_ready(m.src.name, send, out.proc)
             continue
         c.armed_streams.append(
             (

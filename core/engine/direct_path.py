@@ -22,6 +22,8 @@ writes to the source's disk and the freeze's tar carries it at the host-to-host 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -181,6 +183,22 @@ async def write_streams(d: DirectPath, dst: Host) -> None:
     await dst.ssh.run(
         remote.quote(remote.write_file(f"{d.receiver}.streams")), input=text, timeout=30
     )
+
+
+async def wait_ready(host: str, command: str, proc: asyncssh.SSHClientProcess) -> None:
+    """Until the target's receiver has started (the ssh connection is up: an armed stream
+    must not spend the freeze on its handshake); CommandError with ssh's words if not."""
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    except TimeoutError:
+        line = b""
+    if remote.DIRECT_READY in line:
+        return
+    proc.kill()
+    err = b""
+    with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
+        err = await asyncio.wait_for(proc.stderr.read(8192), 5)
+    raise CommandError(host, command, None, own_words(err) or "the target's receiver did not start")
 
 
 async def revoke(dst: Host, keys_file: str, migration_id: str) -> None:

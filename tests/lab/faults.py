@@ -396,15 +396,16 @@ def move_and_signal_console(
     env: dict[str, str] | None = None,
     then: Callable[[], bool] | None = None,
     again_at: str = "",
+    extra: tuple[str, ...] = (),
 ) -> str:
-    """`ferryman migrate` of `name` (stop-and-copy) in a process of its own, sent `sig`
+    """`ferryman migrate` of `name` (stop-and-copy; `extra`: more options) in a process of its own, sent `sig`
     the moment phase `at` starts (or, with `then`, once `then()` is true after it starts:
     a moment inside the phase), and once more when phase `again_at` starts (a second
     Ctrl-C during the rollback); returns the migration's id."""
     where = ["--from", source] if source else []
     p = subprocess.Popen(
         [sys.executable, "-m", "ferryman.cli", "--hosts", str(HOSTS_FILE), "migrate", name,
-         *where, "--to", target, "--strategy", "stop-and-copy", "--json"],
+         *where, "--to", target, "--strategy", "stop-and-copy", "--json", *extra],
         stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
     )  # fmt: skip
     mid = ""

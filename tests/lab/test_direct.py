@@ -159,3 +159,22 @@ def test_direct_is_refused_in_words_when_the_source_cannot_reach_the_target(lab_
     assert "without --direct" in f["fix"]
     assert running(h1, WORKLOAD) and not exists(h2, WORKLOAD)
     assert docker(h1, "inspect", "-f", "{{.State.Running}}", WORKLOAD).strip() == "true"
+
+
+def test_recover_removes_the_key_of_a_console_killed_mid_transfer(lab_hosts, workload_on_host1):
+    from tests.lab.faults import move_and_signal_console
+
+    h1, h2 = lab_hosts
+    before = heartbeats(h1, WORKLOAD)[-1][0]
+    mid = move_and_signal_console("transfer", extra=("--direct",))
+    assert f"{MARK}{mid}" in _keys(h2)  # the console died holding it
+    r = ferryman("recover", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{MARK}{mid}" not in _keys(h2)
+    assert MARK not in _keys(h2)
+    on = [h for h in lab_hosts if running(h, WORKLOAD)]
+    assert len(on) == 1, "exactly one copy"
+    assert counters_continue(on[0], before)
+    if on[0] is h2:  # it was finished there: bring it home for the next test
+        p = ferryman("migrate", WORKLOAD, "--to", "host1", "--strategy", "stop-and-copy")
+        assert p.returncode == 0, p.stdout[-2000:]
