@@ -43,9 +43,20 @@ class Armed:
         self.proc = await self.host.process(script)
         return self
 
-    def fire(self) -> asyncssh.SSHClientProcess:
+    def fire(self, *, last: bool = False) -> asyncssh.SSHClientProcess:
+        """Send the newline (and with `last`, close its input: nothing else follows).
+        HostError when its channel is gone: the connection was cut while it waited."""
         assert self.proc is not None, "start() first"
-        self.proc.stdin.write(b"\n")
+        try:
+            self.proc.stdin.write(b"\n")
+            if last:
+                self.proc.stdin.write_eof()
+        except (asyncssh.Error, OSError) as e:
+            raise HostError(
+                self.host.name,
+                HostState.UNREACHABLE,
+                f"the connection was lost before `{self.command[:60]}` could start: {e}",
+            ) from e
         return self.proc
 
     async def run(self, timeout: float = 300) -> str:
@@ -53,9 +64,7 @@ class Armed:
         limit = self.limit_s if self.limit_s is not None else timeout
         wait = limit + limit_grace_s(limit) if self.limit_s is not None else timeout
         try:
-            p = self.fire()
-            p.stdin.write_eof()
-            r = await p.wait(timeout=wait)
+            r = await self.fire(last=True).wait(timeout=wait)
         except asyncssh.TimeoutError as e:
             raise CommandError(
                 self.host.name, self.command, None, f"timed out after {limit:g} s"

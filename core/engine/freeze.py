@@ -109,16 +109,14 @@ async def transfer_phase(m: Run) -> None:
         for out, into in c.armed_streams:
             if into is None:  # direct: the source's ssh carries it to the target
                 m.log(out.host.name, f"$ {out.command}", "cmd")
-                p = out.fire()
-                p.stdin.write_eof()
+                p = out.fire(last=True)
                 pipes.append(
                     direct_path.send(out.host.name, out.command, p, meter, lambda: m.aborted)
                 )
                 continue
             m.log(out.host.name, f"$ {out.command} | (relay) | {into.command}", "cmd")
             p_in = into.fire()  # the newline first, then the stream
-            p_out = out.fire()
-            p_out.stdin.write_eof()
+            p_out = out.fire(last=True)
             pipes.append(
                 pipe(
                     out.host.name,

@@ -80,8 +80,7 @@ async def fire_lazy_dump(m: Run) -> None:
     c = m.ctx
     assert c.armed_dump is not None
     m.log(m.src.name, "$ " + c.armed_dump.command.strip(), "cmd")
-    proc = c.armed_dump.fire()
-    proc.stdin.write_eof()
+    proc = c.armed_dump.fire(last=True)
     c.lazy_dump = postcopy.LazyDump(proc)
     # From here the source's tasks are held by the dump; bring them back before anything.
     m.undo.push(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.engine import arming, criu_conf
+from core.engine import arming, criu_conf, freeze
 from lab import control, engine
 from lab.layout import WORKLOAD
 from tests.lab import faults
@@ -37,6 +37,9 @@ SETTINGS_ARGS = [
 # the fault's name gives, inside it.
 ROWS = [
     ("source SSH cut at the end of the dump", "checkpoint", ""),
+    # The dump done, the armed streams' channels cut before they are fired (the moment
+    # the row above hits when the cut lands after the dump's own reply).
+    ("source SSH cut before the streams start", "transfer", ""),
     ("console killed inside the restore command", "restore", ""),
     ("the dump outlasts its limit", "checkpoint", ""),
     ("the restore outlasts its limit", "restore", ""),
@@ -68,6 +71,18 @@ ROWS = [
     ("console killed", "verify", SETTINGS),
     ("target dockerd restarts", "verify", SETTINGS),
 ]
+
+
+def _cut_first(f: faults.Fault, transfer_phase):
+    """The transfer phase, after the source's connections are cut and the console has
+    seen the reset: its armed streams' channels are closed when it fires them."""
+
+    async def cut_then_transfer(m) -> None:
+        f.inject()
+        await asyncio.sleep(0.5)
+        await transfer_phase(m)
+
+    return cut_then_transfer
 
 
 def _workload(hosts, setting: str) -> None:
@@ -169,7 +184,10 @@ def test_fault_between(lab_hosts, workload_on_host1, fault, phase, setting, requ
             again = "rollback" if fault.endswith("twice") else ""
             mid = faults.move_and_signal_console(phase, sig, then=then, again_at=again)
         else:
-            if fault == "source SSH cut at the end of the dump":
+            if fault == "source SSH cut before the streams start":
+                f = faults.SessionsDrop(fault, h1)
+                monkeypatch.setattr(freeze, "transfer_phase", _cut_first(f, freeze.transfer_phase))
+            elif fault == "source SSH cut at the end of the dump":
                 f = faults.SessionsDrop(fault, h1)
             elif fault == "restore shell killed while runc.conf is in place":
                 f = None
@@ -189,7 +207,9 @@ def test_fault_between(lab_hosts, workload_on_host1, fault, phase, setting, requ
             fired: list = []
 
             def inject(m, at):
-                if fault == "source SSH cut at the end of the dump":
+                if fault == "source SSH cut before the streams start":
+                    pass  # cut by the wrapped transfer phase, before its first stream
+                elif fault == "source SSH cut at the end of the dump":
                     fired.append(faults.after_process(h1, "criu", f.inject))
                 elif f is None:
                     fired.append(faults.when(lambda: _restore_shell_holding_conf(h2)))
