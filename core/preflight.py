@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import remote, versions
+from core import remote, versions, volume_room
 from core.container_settings import settings_lines
 from core.dockerapi import EngineError
 from core.engine import restore, restore_runtime
@@ -661,6 +661,7 @@ async def container_checks(
                 f"create them on {target} (same content) before moving" if missing else "",
             )
         )
+    out += await volume_room.check(src, dst, ins)
     if not why:
         out += await _process_checks(src, source, ins)
         out += settings_lines(ins, source, target)

@@ -235,6 +235,30 @@ def engine_init_digest(socket: str, init_binary: str) -> list[str]:
     return ["bash", "-c", _ENGINE_INIT, "engine_init", socket, init_binary or "docker-init"]
 
 
+def bytes_used(paths: Sequence[str]) -> list[str]:
+    """Print the bytes the files under `paths` hold together (one file system each)."""
+    return [
+        "bash",
+        "-c",
+        'du -sxB1 -- "$@" | awk \'{s += $1} END {print s + 0}\'',
+        "bytes_used",
+        *paths,
+    ]
+
+
+def bytes_free(path: str) -> list[str]:
+    """Print the bytes free for root's files on the file system holding `path`, or on
+    the nearest folder above it that exists."""
+    return [
+        "bash",
+        "-c",
+        'p=$1; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done; '
+        'df -B1 --output=avail "$p" | tail -1 | tr -d " "',
+        "bytes_free",
+        path,
+    ]
+
+
 def paths_exist(paths: Sequence[str]) -> list[str]:
     """Print each path that does NOT exist."""
     return [
