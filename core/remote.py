@@ -355,6 +355,40 @@ def peer_is(pidfile: str, peer_port: int, local_port: int) -> list[str]:
     return ["sh", "-c", _PEER_IS, "peer_is", pidfile, str(peer_port), str(local_port)]
 
 
+# Reads `PEER LOCAL` lines: a loopback connection from 127.0.0.1:PEER to our listener's
+# port LOCAL. Answers `ok PID` when the connecting socket is held by CRIU's service
+# (`criu swrk`, as runc starts it; `criu: dump ...` once CRIU has set its title) of this
+# host's root: uid 0, in this host's PID
+# namespace (not a container's, nor a local user's); else `no REASON`. The owner is
+# found by `ss -p` (iproute2); without ss the checker says `unchecked` once and exits.
+# Started before the freeze, so that a check costs a line on an open channel.
+_PEER_CHECKER = r"""
+command -v ss >/dev/null 2>&1 || { echo unchecked; exit 0; }
+me_pid=$(readlink /proc/self/ns/pid)
+echo ready
+while read -r peer local; do
+  pid=$(ss -Htnp state established "( sport = :$peer and dport = :$local )" 2>/dev/null |
+        sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)
+  if [ -z "$pid" ]; then echo "no connection from port $peer"; continue; fi
+  case " $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in
+    *[/\ ]criu\ swrk\ *|*[/\ ]criu:\ dump\ *) ;;
+    *) echo "no: process $pid is not CRIU's service"; continue ;;
+  esac
+  uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+  if [ "$uid" != 0 ]; then echo "no: CRIU of uid $uid"; continue; fi
+  if [ "$(readlink "/proc/$pid/ns/pid")" != "$me_pid" ]; then
+    echo "no: a CRIU in another PID namespace (a container's)"; continue
+  fi
+  echo "ok $pid"
+done
+"""
+
+
+def peer_checker() -> list[str]:
+    """The source's check of who connects to the dump's page-server port (see above)."""
+    return ["sh", "-c", _PEER_CHECKER, "peer_checker"]
+
+
 def wait_for_file(path: str, within_s: float) -> list[str]:
     """Exit 0 as soon as `path` exists, 1 if it does not within `within_s`."""
     tries = max(1, int(within_s / 0.02))

@@ -20,6 +20,8 @@ from core.engine import (
     rollback,
 )
 from core.engine.context import Run
+from core.engine.errors import MigrationError
+from core.engine.page_stream import PageStream
 from core.engine.transfer import pipe
 from core.events import Phase
 from core.ssh import HostError, read_remote_file
@@ -44,13 +46,25 @@ async def checkpoint_phase(m: Run) -> None:
         if m.strategy.lazy:
             await lazy_phase.fire_lazy_dump(m)
         else:
-            await m.ops.fire(
-                c.armed_dump, "runc checkpoint", f"{c.src_dir}/work/dump.log", "dump.log"
-            )
+            if c.pages is not None:
+                c.pages.dump_fired()
+            try:
+                await m.ops.fire(
+                    c.armed_dump, "runc checkpoint", f"{c.src_dir}/work/dump.log", "dump.log"
+                )
+            except MigrationError:
+                if c.pages is not None and c.pages.refused:  # say who was turned away
+                    m.emit(ev.Warning(text=refused_dump_text(m, c.pages)))
+                raise
         if c.pages is not None:
             await c.pages.wait_done()
         c.t_dump_end = time.monotonic()
         m.save_ctx()
+
+
+def refused_dump_text(m: Run, pages: PageStream) -> str:
+    text = postcopy.refused_text(m.src.name, pages.refused, "CRIU's dump")
+    return f"{text}; the last: {pages.last_refusal}" if pages.last_refusal else text
 
 
 async def frozen_part_of_dump(m: Run, wall_s: float) -> float:
@@ -153,11 +167,7 @@ async def restore_phase(m: Run) -> None:
         if c.pages is not None:
             await c.pages.close()
             if c.pages.refused:
-                m.emit(
-                    ev.Warning(
-                        text=postcopy.refused_text(m.src.name, c.pages.refused, "CRIU's dump")
-                    )
-                )
+                m.emit(ev.Warning(text=refused_dump_text(m, c.pages)))
         c.restore_s = t_end - t0
         # The source may be lost now without harm to the move: its bookkeeping is a
         # courtesy, and never a reason to stop the only running copy.

@@ -9,13 +9,13 @@ dump thus writes its pages straight into the target's image folder: the freeze d
 wait for a separate copy. The bytes are encrypted by the two SSH connections, and no
 port is open to the network.
 
-Any local process can reach the source's loopback listener, though. It relays the first
-connection only (CRIU's dump connects once); later ones are turned away. A local process
-that connects first gets nothing from the source (the memory flows to the page server),
-but the dump then cannot reach the page server and fails: the move rolls back. Checking
-who connects (its socket's owner, by /proc) was tried and left out: CRIU waits for the page
-server's first answer while the container is frozen, so the check's SSH round trip
-(~400 ms here) landed in the freeze.
+Any local process can reach the source's loopback listener, though. It turns away every
+connection made before the dump is fired, and after it relays only one that a checker on
+the source says is CRIU's: the socket held by a `criu` process of the host's root, in
+the host's PID namespace (core/remote.py, `peer_checker`). The checker is started with
+the listener and asked over its open channel, so a check costs one line each way, not a
+new command inside the freeze. Without those checks, a local process that connected first
+made the dump fail (CRIU then had no page server) and the move roll back.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from core.engine.transfer import Meter
 from core.ssh import CommandError, HostConnection, HostError
 
 CHUNK = 1 << 20
+CHECK_TIMEOUT_S = 10.0
 
 
 def _page_server(images_dir: str, work_dir: str, *how: str) -> list[str]:
@@ -79,8 +80,13 @@ class PageStream:
     _pumps: list[asyncio.Task[None]] | None = None
     work_dir: str = ""
     refused: list[str] = field(default_factory=list)  # connections turned away
+    last_refusal: str = ""  # the checker's reason, for the log
+    unchecked: bool = False  # no `ss` on the source: who connects is not checked
     _server: asyncssh.SSHClientProcess[bytes] | None = None  # the bridged page server
     _taken: bool = False  # the dump's connection is relayed: no other
+    _checker: asyncssh.SSHClientProcess[bytes] | None = None  # who connects (remote.peer_checker)
+    _checks: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _dump_fired: bool = False
 
     async def open(self, images_dir: str, work_dir: str) -> None:
         """Start the target's page server and the source's loopback listener."""
@@ -99,10 +105,37 @@ class PageStream:
                 raise RuntimeError(f"the page server did not start on {self.dst.name}")
         else:
             await self._listening_page_server(images_dir, work_dir)
+        self._checker = await self.src.process(remote.quote(remote.peer_checker()))
+        try:
+            ready = await asyncio.wait_for(self._checker.stdout.readline(), CHECK_TIMEOUT_S)
+        except (TimeoutError, asyncssh.Error, OSError):
+            ready = b""
+        if ready.strip() == b"unchecked":  # no ss there: the first one after the fire
+            self._checker.close()
+            self._checker, self.unchecked = None, True
+        elif ready.strip() != b"ready":
+            raise RuntimeError(f"the check of who connects did not start on {self.src.name}")
         conn = await self.src.connect()
         self._pumps = []
         self._listener = await conn.start_server(self._handler_factory, "127.0.0.1", 0)
         self.source_port = self._listener.get_port()
+
+    def dump_fired(self) -> None:
+        """From now on CRIU's dump may connect (before, nothing of ours would)."""
+        self._dump_fired = True
+
+    async def _from_criu(self, peer_port: int) -> tuple[bool, str]:
+        """Ask the source's checker who holds the connection from `peer_port`."""
+        if self._checker is None:
+            return False, "no checker"
+        async with self._checks:
+            try:
+                self._checker.stdin.write(f"{peer_port} {self.source_port}\n".encode())
+                line = await asyncio.wait_for(self._checker.stdout.readline(), CHECK_TIMEOUT_S)
+            except (TimeoutError, asyncssh.Error, OSError) as e:
+                return False, f"the check failed: {e!r}"
+        answer = line.decode(errors="replace").strip()
+        return answer.startswith("ok "), answer or "the checker ended"
 
     async def _listening_page_server(self, images_dir: str, work_dir: str) -> None:
         """Without python3 on the target: the page server listens on its loopback."""
@@ -123,7 +156,12 @@ class PageStream:
 
     def _handler_factory(self, _host: str, peer_port: int):  # noqa: ANN202 - asyncssh's callback shape
         async def handle(reader: asyncssh.SSHReader, writer: asyncssh.SSHWriter) -> None:
-            if self._taken:
+            ok = False
+            if not self._taken and self._dump_fired:
+                ok = self.unchecked
+                if not ok:
+                    ok, self.last_refusal = await self._from_criu(peer_port)
+            if not ok or self._taken:
                 self.refused.append(f"127.0.0.1:{peer_port}")
                 writer.close()
                 return
@@ -170,6 +208,9 @@ class PageStream:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._checker is not None:
+            self._checker.close()
+            self._checker = None
         if self._server is not None:
             self._server.close()
             self._server = None

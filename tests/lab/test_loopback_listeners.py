@@ -90,3 +90,50 @@ def test_stop_and_copy_with_a_prober_on_the_target(lab_hosts, workload_on_host1)
     assert running(h2, WORKLOAD) and not running(h1, WORKLOAD)
     assert counters_continue(h2, since), "the twin's counter did not continue the source's"
     assert not reached[h2.name], f"the target listened on its loopback: {reached[h2.name]}"
+
+
+def _one_copy_and_where(lab_hosts, rc: int, events: list[dict]) -> LabHost:
+    """Exactly one copy runs; where, by how the move ended."""
+    h1, h2 = lab_hosts
+    on = [h for h in lab_hosts if running(h, WORKLOAD)]
+    assert len(on) == 1, f"copies running: {[h.name for h in on]}"
+    if succeeded(rc, events):
+        assert on == [h2], "the move succeeded but the container runs on host1"
+    else:
+        failed = [e for e in events if e.get("kind") == "failed"]
+        assert failed and on == [h1], f"neither succeeded nor rolled back home: {failed}"
+    return on[0]
+
+
+def test_stop_and_copy_with_a_prober_on_the_source(lab_hosts, workload_on_host1):
+    """On the source, the port CRIU's dump connects to turns away whatever connects before
+    the dump is fired, and after it relays only a connection the source's checker says
+    is CRIU's (without that, this prober made every such move fail and roll back). The
+    move succeeds, the prober receives no byte, and the console says it turned it away."""
+    h1, h2 = lab_hosts
+    since = heartbeats(h1, WORKLOAD)[-1][0]
+    rc, events, reached = move_with_probers("stop-and-copy", h2, [h1])
+    assert succeeded(rc, events), [e for e in events if e.get("kind") in ("failed", "warning")]
+    assert running(h2, WORKLOAD) and not running(h1, WORKLOAD)
+    assert counters_continue(h2, since), "the twin's counter did not continue the source's"
+    assert reached[h1.name], "not vacuous: the prober found no loopback listener on host1"
+    assert sum(reached[h1.name].values()) == 0, f"bytes handed to the prober: {reached}"
+    assert turned_away(events, h1.name), "the console did not say it turned connections away"
+
+
+def test_post_copy_with_a_prober_on_the_source(lab_hosts, workload_on_host1):
+    """On the source, the page holder takes only the channel that sends the migration's
+    token first, and CRIU's lazy page server is marked by the page holder before any page
+    is served: the prober gets no byte of memory, and one copy runs. A prober that wins
+    the few milliseconds' race for CRIU's server stops the move (README: what is left);
+    then the rollback says whether the source kept its state."""
+    h1, h2 = lab_hosts
+    since = heartbeats(h1, WORKLOAD)[-1][0]
+    rc, events, reached = move_with_probers("post-copy", h2, [h1])
+    home = _one_copy_and_where(lab_hosts, rc, events)
+    assert reached[h1.name], "not vacuous: the prober found no loopback listener on host1"
+    assert sum(reached[h1.name].values()) == 0, f"bytes handed to the prober: {reached}"
+    if counters_continue(home, since):
+        return
+    cold = [e["text"] for e in events if e.get("kind") == "warning" and "cold" in e.get("text", "")]
+    assert home is h1 and cold, "the state was lost and the console did not say so"
