@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from core import journal
 from core.config import Inventory
-from core.engine import recovery
+from core.engine import direct_path, recovery
 from core.engine.machine import Migration
 from core.engine.strategy import Strategy
 from core.fleet import Fleet
@@ -57,6 +57,9 @@ class LiveBackend:
             out += await container_checks(
                 self.fleet, request.container, request.source, request.target
             )
+            if request.direct:
+                fleet = self.fleet
+                out.append(await direct_path.check(fleet[request.source], fleet[request.target]))
         return out
 
     def migrate(self, request: MigrationRequest) -> Migration | PodRun:

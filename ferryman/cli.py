@@ -97,6 +97,12 @@ def _main(argv: list[str] | None = None) -> None:
     )
     ck.add_argument("--to", dest="target", help="the target host, with --container")
     ck.add_argument("--from", dest="source", help="the container's host (default: found)")
+    ck.add_argument(
+        "--direct",
+        action="store_true",
+        help="also whether the source reaches the target's sshd for a direct move "
+        "(with --container and --to)",
+    )
     ck.add_argument("--json", action="store_true")
     mg = sub.add_parser("migrate", help="move a container (no console)", parents=[hosts_opt])
     mg.add_argument("container", help="a container, or a pod (of a cluster the hosts file names)")

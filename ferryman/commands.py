@@ -16,6 +16,7 @@ import humanize
 from core import events as ev
 from core import journal, versions
 from core.config import ConfigError, Inventory
+from core.engine.direct_path import check as direct_check
 from core.inventory import listing
 from core.live import LiveBackend
 from core.models import MigrationRequest
@@ -173,6 +174,8 @@ async def check(inv: Inventory, args: argparse.Namespace) -> None:
     container = getattr(args, "container", None)
     if container and not getattr(args, "target", None):
         _die(f"check --container {container}: say the target host with --to HOST")
+    if getattr(args, "direct", False) and not container:
+        _die("check --direct: say which container and target with --container NAME --to HOST")
     if getattr(args, "target", None) and not container:
         _die("check --to: say which container with --container NAME")
     if container and not CONTAINER_NAME.match(container):
@@ -196,6 +199,8 @@ async def check(inv: Inventory, args: argparse.Namespace) -> None:
             checks += pair_checks(a, b)
         if container and all(r.reachable for r in reps):
             checks += await container_checks(be.fleet, container, source, args.target)
+            if getattr(args, "direct", False):
+                checks.append(await direct_check(be.fleet[source], be.fleet[args.target]))
     except ConfigError as e:
         _die(str(e))
     finally:

@@ -33,7 +33,7 @@ import asyncssh
 from core import remote
 from core.engine.transfer import Meter, StreamCancelled
 from core.fleet import Host
-from core.models import HostState
+from core.models import CheckResult, CheckStatus, HostState
 from core.ssh import CommandError, HostError, as_text, killed_by
 
 _BYTES = re.compile(rb"(\d+) bytes")
@@ -101,6 +101,23 @@ def known_hosts_line(address: str, port: int, host_key: str) -> str:
     name = address if port == 22 else f"[{address}]:{port}"
     kind, blob = host_key.split()[:2]
     return f"{name} {kind} {blob}"
+
+
+async def check(src: Host, dst: Host) -> CheckResult:
+    """The preflight line of a direct move (the console's dialog, `ferryman check
+    --direct`): the same probe the move makes, nothing installed."""
+    pair = f"{src.name}→{dst.name}"
+    try:
+        path = await probe(src, dst, "check")
+    except (DirectUnavailable, HostError, CommandError) as e:
+        return CheckResult(
+            pair,
+            "direct-path",
+            CheckStatus.FAIL,
+            f"no direct path from {src.name} to {dst.name}: {e}",
+            "move without the direct path (the data is then relayed through this console)",
+        )
+    return CheckResult(pair, "direct-path", CheckStatus.PASS, path.describe())
 
 
 async def probe(src: Host, dst: Host, migration_id: str) -> DirectPath:

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 
 from textual.command import CommandPalette
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Checkbox, DataTable, Input, Static
 
 from core.events import MigrationFailed, RoundFinished
 from core.models import MigrationRequest
@@ -528,3 +528,40 @@ async def test_a_compose_projects_containers_are_listed_together_under_its_name(
         assert {r[1] for i, r in enumerate(rows) if i not in shop} == {"—"}
         await pilot.press("/", *"shop")
         await wait_until(pilot, lambda: table.row_count == 2, what="the filter on the project")
+
+
+async def test_ticking_direct_transfer_runs_preflight_again_with_the_direct_check():
+    """The dialog's preflight box shows whether the source reaches the target's sshd."""
+    from core.models import CheckResult, CheckStatus
+
+    asked = []
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        async def preflight(self, request):
+            asked.append(request.direct)
+            out = await self.inner.preflight(request)
+            if request.direct:
+                out.append(CheckResult("host1→host2", "direct-path", CheckStatus.FAIL,
+                                       "no direct path from host1 to host2: no route"))  # fmt: skip
+            return out
+
+    app = make_app(Recording(replay(PRECOPY)))
+    async with app.run_test(size=SIZE) as pilot:
+        await hosts_ready(pilot)
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrateDialog), what="dialog")
+        dialog = app.screen
+        await wait_until(pilot, lambda: dialog.checks is not None, what="preflight")
+        assert asked == [False]
+        dialog.query_one("#direct", Checkbox).value = True
+        await wait_until(pilot, lambda: len(asked) == 2 and dialog.checks is not None,
+                         what="the second preflight")  # fmt: skip
+        assert asked == [False, True]
+        await wait_until(pilot, lambda: "no direct path" in text_of(dialog.query_one("#preflight", Static)),
+                         what="the direct line")  # fmt: skip

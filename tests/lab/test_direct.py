@@ -178,3 +178,30 @@ def test_recover_removes_the_key_of_a_console_killed_mid_transfer(lab_hosts, wor
     if on[0] is h2:  # it was finished there: bring it home for the next test
         p = ferryman("migrate", WORKLOAD, "--to", "host1", "--strategy", "stop-and-copy")
         assert p.returncode == 0, p.stdout[-2000:]
+
+
+def test_check_says_whether_the_direct_path_is_there(lab_hosts, workload_on_host1):
+    """`ferryman check --container C --to H --direct`: the move's own probe, nothing
+    installed; a pass on the lab, a failure in words when sshd is out of reach."""
+    import json
+
+    h1, h2 = lab_hosts
+
+    def direct_line() -> tuple[int, dict]:
+        p = ferryman("check", "--container", WORKLOAD, "--to", "host2", "--direct", "--json")
+        lines = [c for c in json.loads(p.stdout)["checks"] if c["name"] == "direct-path"]
+        assert len(lines) == 1, p.stdout[-2000:] + p.stderr
+        return p.returncode, lines[0]
+
+    rc, line = direct_line()
+    assert rc == 0 and line["status"] == "pass", line
+    assert h2.address in line["reason"] and "one-time key" in line["reason"]
+    assert MARK not in _keys(h2), "a check must install no key"
+    drop = ["iptables", "-I", "OUTPUT", "-d", h2.address, "-p", "tcp", "--dport", "22", "-j", "REJECT"]
+    subprocess.run(in_ns(h1.netns, drop), check=True)
+    try:
+        rc, line = direct_line()
+    finally:
+        subprocess.run(in_ns(h1.netns, ["iptables", "-D", *drop[2:]]), check=True)
+    assert rc == 1 and line["status"] == "fail", line
+    assert "no direct path from host1 to host2" in line["reason"] and line["fix"]

@@ -290,6 +290,12 @@ class MigrateDialog(ReportsWorkerErrors, ModalScreen[MigrationRequest | None]):
     def _target_chosen(self, event: OptionList.OptionSelected) -> None:
         self.query_one("#strategy", RadioSet).focus()
 
+    @on(Checkbox.Changed, "#direct")
+    def _direct_changed(self) -> None:
+        # the direct path is tried in preflight (can the source reach the target's sshd?)
+        if self.checks is not None:
+            self.action_preflight()
+
     @on(RadioSet.Changed, "#strategy")
     def _strategy_changed(self) -> None:
         self.explain()
