@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 
-import asyncssh
-
 from core import remote
 from core.engine import direct_path
 from core.engine.transfer import Meter, relay
@@ -40,15 +38,7 @@ async def raw_host_to_host(src: Host, dst: Host, mib: int, runs: int) -> list[di
     into `cat >/dev/null`), with a key made for the measure: the direct path's ceiling.
     The key is allowed from the source only, for that command only, and removed after."""
     d = await direct_path.probe(src, dst, "bench-raw")
-    d.src_dir, d.dst_dir = "/tmp/ferryman-bench-raw.d", "/tmp/ferryman-bench-raw.d"
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    await src.ssh.run(remote.quote(remote.mkdir_private(f"{d.src_dir}/direct")))
-    await src.ssh.run(remote.quote(remote.write_file(d.key_file)), input=key.export_private_key().decode())
-    await src.ssh.run(remote.quote(remote.write_file(d.known_hosts)),
-                      input=direct_path.known_hosts_line(d.address, d.port, d.host_key) + "\n")
-    line = (f'restrict,from="{d.from_address}",command="cat >/dev/null" '
-            f"{key.export_public_key().decode().strip()} {d.marker}")
-    await dst.ssh.run(remote.quote(remote.authorize_key(d.keys_file, line)))
+    await direct_path.install_key(d, src, dst, "/tmp/ferryman-bench-raw.d", "cat >/dev/null")
     await src.ssh.run(f"head -c {mib * MIB} /dev/urandom >{RAW_FILE}", timeout=600)
     out = []
     try:

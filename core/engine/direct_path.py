@@ -88,12 +88,16 @@ def marker(migration_id: str) -> str:
     return f"ferryman-transfer-{migration_id}"
 
 
-def keys_line(d: DirectPath, public_key: str) -> str:
-    """The authorized_keys line: from the source only, the receiver only, nothing else."""
-    for word in (d.from_address, d.receiver):
+def keys_line(d: DirectPath, public_key: str, command: str = "") -> str:
+    """The authorized_keys line: from the source only, the receiver only (or `command`),
+    nothing else."""
+    words = [d.from_address] + ([] if command else [d.receiver])  # no blank, no quote
+    for word in words:
         if any(ch in word for ch in '"\\\n ,'):
             raise ValueError(f"cannot put {word!r} into an authorized_keys option")
-    opts = f'restrict,from="{d.from_address}",command="/bin/sh {d.receiver}"'
+    if any(ch in command for ch in '"\\\n'):
+        raise ValueError(f"cannot put {command!r} into an authorized_keys option")
+    opts = f'restrict,from="{d.from_address}",command="{command or "/bin/sh " + d.receiver}"'
     return f"{opts} {public_key.strip()} {d.marker}"
 
 
@@ -163,8 +167,22 @@ async def probe(src: Host, dst: Host, migration_id: str) -> DirectPath:
 
 
 async def install(d: DirectPath, src: Host, dst: Host, src_dir: str, dst_dir: str) -> None:
-    """The one-time key on both ends (see the module's text)."""
-    d.src_dir, d.dst_dir = src_dir, dst_dir
+    """The one-time key on both ends, for the migration's receiver (the module's text)."""
+    await dst.ssh.run(remote.quote(remote.mkdir_private(f"{dst_dir}/direct")), timeout=30)
+    d.dst_dir = dst_dir
+    await dst.ssh.run(
+        remote.quote(remote.write_file(d.receiver, "700")),
+        input=remote.DIRECT_RECEIVER,
+        timeout=30,
+    )
+    await install_key(d, src, dst, src_dir)
+
+
+async def install_key(d: DirectPath, src: Host, dst: Host, src_dir: str, command: str = "") -> None:
+    """A one-time key: its private half and the target's host key in `src_dir`/direct on
+    the source; its public half allowed on the target from the source only, for the
+    receiver only (or for `command`: the benchmark's raw measure)."""
+    d.src_dir = src_dir
     key = asyncssh.generate_private_key("ssh-ed25519", comment=d.marker)
     await src.ssh.run(remote.quote(remote.mkdir_private(f"{src_dir}/direct")), timeout=30)
     await src.ssh.run(
@@ -177,13 +195,7 @@ async def install(d: DirectPath, src: Host, dst: Host, src_dir: str, dst_dir: st
         input=known_hosts_line(d.address, d.port, d.host_key) + "\n",
         timeout=30,
     )
-    await dst.ssh.run(remote.quote(remote.mkdir_private(f"{dst_dir}/direct")), timeout=30)
-    await dst.ssh.run(
-        remote.quote(remote.write_file(d.receiver, "700")),
-        input=remote.DIRECT_RECEIVER,
-        timeout=30,
-    )
-    line = keys_line(d, key.export_public_key("openssh").decode())
+    line = keys_line(d, key.export_public_key("openssh").decode(), command)
     await dst.ssh.run(remote.quote(remote.authorize_key(d.keys_file, line)), timeout=60)
 
 
