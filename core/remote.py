@@ -356,9 +356,10 @@ def peer_is(pidfile: str, peer_port: int, local_port: int) -> list[str]:
 
 
 # Reads `PEER LOCAL` lines: a loopback connection from 127.0.0.1:PEER to our listener's
-# port LOCAL. Answers `ok PID` when the connecting socket is held by CRIU's service
-# (`criu swrk`, as runc starts it; `criu: dump ...` once CRIU has set its title) of this
-# host's root: uid 0, in this host's PID
+# port LOCAL. Answers `ok PID` when the connecting socket is held by CRIU's service (a
+# child of runc, or whose command line reads `criu swrk`, as runc starts it, or `criu:
+# dump ...`, once CRIU has set its title; CRIU 4.1 leaves only its loader's name there
+# when run through one) of this host's root: uid 0, in this host's PID
 # namespace (not a container's, nor a local user's); else `no REASON`. The owner is
 # found by `ss -p` (iproute2); without ss the checker says `unchecked` once and exits.
 # Started before the freeze, so that a check costs a line on an open channel.
@@ -370,8 +371,10 @@ while read -r peer local; do
   pid=$(ss -Htnp state established "( sport = :$peer and dport = :$local )" 2>/dev/null |
         sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)
   if [ -z "$pid" ]; then echo "no connection from port $peer"; continue; fi
-  case " $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in
-    *[/\ ]criu\ swrk\ *|*[/\ ]criu:\ dump\ *) ;;
+  ppid=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+  read -r parent < "/proc/$ppid/comm" 2>/dev/null || parent=""
+  case "$parent: $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in
+    runc*|*[/\ ]criu\ swrk\ *|*[/\ ]criu:\ dump\ *) ;;
     *) echo "no: process $pid is not CRIU's service"; continue ;;
   esac
   uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)

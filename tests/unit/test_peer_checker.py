@@ -57,14 +57,23 @@ def place():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _connect(listener, place: Path, *, criu: bool, prefix: tuple[str, ...] = (), title: str = ""):
+def _connect(
+    listener, place: Path, *, criu: bool, prefix: tuple[str, ...] = (), title: str = "",
+    under_runc: bool = False,
+):  # fmt: skip
     """A process that connects to the listener and holds the socket, and its local port.
-    With `criu`, its command line reads as runc's CRIU service does: `.../criu swrk ...`."""
+    With `criu`, its command line reads as runc's CRIU service does: `.../criu swrk ...`;
+    `under_runc`: a plain command line, but started by a process named runc (CRIU 4.1 run
+    through a loader shows only the loader's name)."""
     (place / "swrk").write_text(HOLD)
     port = str(listener.getsockname()[1])
     name = shlex.quote(title or f"{place}/criu") if criu else "python3"
     script = f"cd {place} && exec -a {name} {PYTHON} swrk {port}"
-    p = subprocess.Popen([*prefix, "bash", "-c", script], stdout=subprocess.PIPE, text=True,
+    shell = "bash"
+    if under_runc:
+        shutil.copy(shutil.which("bash") or "/bin/bash", place / "runc")
+        shell, script = str(place / "runc"), f"cd {place} && {PYTHON} swrk {port}; true"
+    p = subprocess.Popen([*prefix, shell, "-c", script], stdout=subprocess.PIPE, text=True,
                          start_new_session=True)  # fmt: skip
     assert p.stdout is not None
     got = int(p.stdout.readline())
@@ -92,6 +101,16 @@ def test_criu_of_root_here_is_taken(listener, checker, place, title):
     p, port = _connect(listener, place, criu=True, title=title)
     try:
         assert _answer(listener, checker, port) == f"ok {p.pid}"
+    finally:
+        _end(p)
+
+
+def test_a_child_of_runc_is_taken(listener, checker, place):
+    if os.geteuid() != 0:
+        pytest.skip("the check passes root's CRIU only: run as root (CI does)")
+    p, port = _connect(listener, place, criu=False, under_runc=True)
+    try:
+        assert _answer(listener, checker, port).startswith("ok ")
     finally:
         _end(p)
 
