@@ -12,10 +12,11 @@ port is open to the network.
 Any local process can reach the source's loopback listener, though. It turns away every
 connection made before the dump is fired, and after it relays only one that a checker on
 the source says is CRIU's: the socket held by CRIU's service (runc's child) of the
-host's root, in the host's PID namespace (core/remote.py, `peer_checker`). The checker is started with
-the listener and asked over its open channel, so a check costs one line each way, not a
-new command inside the freeze. Without those checks, a local process that connected first
-made the dump fail (CRIU then had no page server) and the move roll back.
+host's root, in the host's PID namespace (core/remote.py, `peer_checker`). The checker
+is started with the listener and asked over its open channel, so a check costs one line
+each way, not a new command inside the freeze. Without those checks, a local process
+that connected first made the dump fail (CRIU then had no page server) and the move
+roll back.
 """
 
 from __future__ import annotations

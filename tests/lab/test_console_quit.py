@@ -7,40 +7,25 @@ from __future__ import annotations
 
 import asyncio
 
-from textual.widgets import DataTable
-
 from core import journal
 from core.config import load
 from core.live import LiveBackend
 from lab.layout import WORKLOAD
 from tests.lab.conftest import heartbeats
-from tests.lab.test_console_live import until
+from tests.lab.test_console_live import confirm, open_dialog, until
 from tests.lab.test_fault_matrix import fresh_images_folders, judge  # noqa: F401
 from tui.app import FerrymanApp
-from tui.screens.hosts import HostsScreen
-from tui.screens.migrate_dialog import MigrateDialog
-from tui.screens.migration import MigrationScreen
 from tui.widgets.confirm import ConfirmScreen
 
 
-async def test_q_during_the_dump_rolls_back_then_quits(lab_hosts, hosts_file, workload_on_host1):
+async def test_q_once_frozen_rolls_back_then_quits(lab_hosts, hosts_file, workload_on_host1):
     h1, _ = lab_hosts
     before = heartbeats(h1, WORKLOAD)[-1][0]
     known = {e.migration_id for e in journal.load_all()}
     app = FerrymanApp(LiveBackend(load(hosts_file)), refresh_s=0)
     async with app.run_test(size=(140, 45)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, HostsScreen), 10, "hosts screen")
-        table = app.screen.query_one("#containers", DataTable)
-        await until(pilot, lambda: table.row_count >= 1, 20, "the workload listed")
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MigrateDialog), 20, "migrate dialog")
-        dialog = app.screen
-        await until(pilot, lambda: dialog.checks is not None, 30, "preflight")
-        await pilot.press("ctrl+s")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "confirmation")
-        await pilot.press("y")
-        await until(pilot, lambda: isinstance(app.screen, MigrationScreen), 10, "live view")
-        view = app.screen
+        await open_dialog(pilot)
+        view = await confirm(pilot)
         await until(pilot, lambda: view.progress.frozen, 60, "the freeze")
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the question")

@@ -64,6 +64,21 @@ def turned_away(events: list[dict], host: str) -> list[str]:
             and "turned away" in e["text"]]
 
 
+def moved_whole(lab_hosts, rc: int, events: list[dict], since: int) -> None:
+    """The move succeeded: the container runs on host2 only, its counter going on."""
+    h1, h2 = lab_hosts
+    assert succeeded(rc, events), [e for e in events if e.get("kind") in ("failed", "warning")]
+    assert running(h2, WORKLOAD) and not running(h1, WORKLOAD)
+    assert counters_continue(h2, since), "the twin's counter did not continue the source's"
+
+
+def kept_away(h: LabHost, reached: dict[str, dict[int, int]], events: list[dict]) -> None:
+    """The prober on `h` reached a listener of the move, got no byte, and was told of."""
+    assert reached[h.name], f"not vacuous: the prober found no loopback listener on {h.name}"
+    assert sum(reached[h.name].values()) == 0, f"bytes handed to the prober: {reached}"
+    assert turned_away(events, h.name), "the console did not say it turned connections away"
+
+
 def test_post_copy_with_a_prober_on_the_target(lab_hosts, workload_on_host1):
     """The target's end of the page link is a loopback listener: only the lazy-pages
     daemon ferryman started is relayed (without that check, this move failed: the
@@ -71,24 +86,17 @@ def test_post_copy_with_a_prober_on_the_target(lab_hosts, workload_on_host1):
     h1, h2 = lab_hosts
     since = heartbeats(h1, WORKLOAD)[-1][0]
     rc, events, reached = move_with_probers("post-copy", h2, [h2])
-    assert succeeded(rc, events), [e for e in events if e.get("kind") in ("failed", "warning")]
-    assert running(h2, WORKLOAD) and not running(h1, WORKLOAD)
-    assert counters_continue(h2, since), "the twin's counter did not continue the source's"
-    assert reached[h2.name], "not vacuous: the prober found no loopback listener of the move"
-    assert sum(reached[h2.name].values()) == 0, f"bytes handed to the prober: {reached}"
-    assert turned_away(events, h2.name), "the console did not say it turned connections away"
+    moved_whole(lab_hosts, rc, events, since)
+    kept_away(h2, reached, events)
 
 
 def test_stop_and_copy_with_a_prober_on_the_target(lab_hosts, workload_on_host1):
     """The target's page server runs on a socket pair: nothing there to connect to. (The
-    source's listener relays the first connection only: a prober there that connects
-    before CRIU makes the dump fail and the move roll back, see core/engine/page_stream.py.)"""
+    source's listener is the next test's.)"""
     h1, h2 = lab_hosts
     since = heartbeats(h1, WORKLOAD)[-1][0]
     rc, events, reached = move_with_probers("stop-and-copy", h2, [h2])
-    assert succeeded(rc, events), [e for e in events if e.get("kind") in ("failed", "warning")]
-    assert running(h2, WORKLOAD) and not running(h1, WORKLOAD)
-    assert counters_continue(h2, since), "the twin's counter did not continue the source's"
+    moved_whole(lab_hosts, rc, events, since)
     assert not reached[h2.name], f"the target listened on its loopback: {reached[h2.name]}"
 
 
@@ -113,12 +121,8 @@ def test_stop_and_copy_with_a_prober_on_the_source(lab_hosts, workload_on_host1)
     h1, h2 = lab_hosts
     since = heartbeats(h1, WORKLOAD)[-1][0]
     rc, events, reached = move_with_probers("stop-and-copy", h2, [h1])
-    assert succeeded(rc, events), [e for e in events if e.get("kind") in ("failed", "warning")]
-    assert running(h2, WORKLOAD) and not running(h1, WORKLOAD)
-    assert counters_continue(h2, since), "the twin's counter did not continue the source's"
-    assert reached[h1.name], "not vacuous: the prober found no loopback listener on host1"
-    assert sum(reached[h1.name].values()) == 0, f"bytes handed to the prober: {reached}"
-    assert turned_away(events, h1.name), "the console did not say it turned connections away"
+    moved_whole(lab_hosts, rc, events, since)
+    kept_away(h1, reached, events)
 
 
 def test_post_copy_with_a_prober_on_the_source(lab_hosts, workload_on_host1):
